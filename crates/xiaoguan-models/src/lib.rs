@@ -5,6 +5,8 @@
 pub mod convert;
 pub mod embed;
 pub mod error;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod generate;
 pub mod manifest;
 pub mod pull;
