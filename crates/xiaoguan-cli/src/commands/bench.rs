@@ -32,6 +32,8 @@ pub enum BenchCmd {
     Embed(EmbedBench),
     /// Prefill and decode speed, time to first token.
     Generate(GenerateBench),
+    /// Print the built-in benchmark texts, one per line (so other engines get the same input).
+    Texts,
 }
 
 #[derive(Args, Debug)]
@@ -62,14 +64,16 @@ pub fn run(reg: &ModelRegistry, cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Embed(b) => embed(reg, b),
         BenchCmd::Generate(b) => generate(reg, b),
+        BenchCmd::Texts => {
+            for t in SAMPLE_TEXTS {
+                println!("{t}");
+            }
+            Ok(())
+        }
     }
 }
 
 fn threads() -> usize {
-    candle_threads()
-}
-
-fn candle_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
