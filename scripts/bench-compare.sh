@@ -16,7 +16,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp" 2>/
 fi
 cargo build --release -p xiaoguan-cli
 XG="$CARGO_TARGET_DIR/release/xiaoguan"
-"$XG" models pull --quiet
+"$XG" models pull --quiet >&2
 export RAYON_NUM_THREADS="$THREADS"
 OUT="$(mktemp -d)"
 "$XG" --threads "$THREADS" bench embed --rounds 8 | tail -1 > "$OUT/embed.json"

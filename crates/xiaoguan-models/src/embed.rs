@@ -143,7 +143,9 @@ impl Embedder for BertEmbedder {
         let mut start = 0;
         while start < order.len() {
             let width = seqs[order[start]].len().max(1);
-            let take = (self.batch_tokens / width).clamp(1, 64).min(order.len() - start);
+            let cap = (self.batch_tokens / width).clamp(1, 64).min(order.len() - start);
+            // Stop the batch where padding would exceed a third of a text's length.
+            let take = (1..cap).find(|&k| seqs[order[start + k]].len() * 3 < width * 2).unwrap_or(cap);
             let batch: Vec<Vec<u32>> = order[start..start + take].iter().map(|&i| seqs[i].clone()).collect();
             for (k, v) in self.forward_batch(&batch)?.into_iter().enumerate() {
                 out[order[start + k]] = v;
