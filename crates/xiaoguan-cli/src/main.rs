@@ -31,6 +31,13 @@ pub enum Command {
     Embed(commands::infer::EmbedArgs),
     /// Generate a reply to a prompt with a local generator (streams to stdout).
     Generate(commands::infer::GenerateArgs),
+    /// Knowledge bases: list, ingest, search, stats, remove.
+    Kb {
+        #[command(flatten)]
+        paths: commands::kb::KbPaths,
+        #[command(subcommand)]
+        cmd: commands::kb::KbCmd,
+    },
     /// Measure embedding and generation speed on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),
@@ -48,7 +55,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // 2 = the user's input was wrong; 1 = something failed on our side or the environment's.
-            let user = e.downcast_ref::<xiaoguan_models::ModelError>().is_some_and(|m| m.is_user_error());
+            let user = e.downcast_ref::<xiaoguan_models::ModelError>().is_some_and(|m| m.is_user_error())
+                || e.downcast_ref::<xiaoguan_kb::KbError>().is_some_and(|k| k.is_user_error())
+                || e.downcast_ref::<xiaoguan_kb::definition::DefinitionError>().is_some();
             ExitCode::from(if user { 2 } else { 1 })
         }
     }

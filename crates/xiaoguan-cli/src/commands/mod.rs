@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod infer;
+pub mod kb;
 pub mod models;
 
 use crate::{Cli, Command};
@@ -19,5 +20,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => infer::embed(&reg, args),
         Command::Generate(args) => infer::generate(&reg, args),
         Command::Bench(cmd) => bench::run(&reg, cmd),
+        Command::Kb { paths, cmd } => kb::run(&reg, paths, cmd),
     }
 }

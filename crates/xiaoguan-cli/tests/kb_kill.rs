@@ -1,0 +1,119 @@
+//! Kill `xiaoguan kb ingest` at random points (SIGKILL) and check after every kill that the
+//! knowledge base is consistent (every committed document has exactly its chunks) and that the
+//! next run resumes without duplicates.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use xiaoguan_kb::definition::KbDefinition;
+use xiaoguan_kb::{KnowledgeBase, SearchOptions};
+use xiaoguan_models::{fixtures, BertEmbedder, Embedder};
+use xiaoguan_store::{Condition, Filter, VectorStore};
+
+const MANIFEST: &str = r#"
+id = "tiny-e5"
+kind = "embed"
+description = "tiny test embedder"
+[license]
+name = "test"
+terms = "test"
+[assemble]
+format = "e5-packed"
+member = "x"
+[embed]
+dimension = 64
+max_tokens = 32
+query_prefix = "query: "
+passage_prefix = "passage: "
+pooling = "mean"
+normalize = true
+[[packages]]
+name = "x"
+version = "1"
+file = "x.whl"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+bytes = 1
+"#;
+
+fn setup(root: &Path, docs: usize) {
+    let model = root.join("home/models/tiny-e5");
+    fixtures::tiny_embedder_dir(&model).unwrap();
+    std::fs::write(model.join("xiaoguan-model.json"), r#"{"id":"tiny-e5","manifest_sha256":"x","files":[]}"#).unwrap();
+    std::fs::create_dir_all(root.join("manifests")).unwrap();
+    std::fs::write(root.join("manifests/tiny-e5.toml"), MANIFEST).unwrap();
+    std::fs::create_dir_all(root.join("kbs/t")).unwrap();
+    std::fs::write(
+        root.join("kbs/t/kb.toml"),
+        "id = \"t\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny-e5\"\n[[sources]]\ninclude = [\"laws/*.md\"]\ndoc_type = \"law\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("data/laws")).unwrap();
+    for d in 0..docs {
+        let mut text = format!("# 测试条例{d}\n<!-- INFO END -->\n## 第一章 总则\n");
+        for a in 1..=12 {
+            text.push_str(&format!("第{}条 社保卡丢了怎么补办。建筑工程施工许可证。条例{d}第{a}条的内容。\n", xiaoguan_text::numerals::to_chinese(a)));
+        }
+        std::fs::write(root.join(format!("data/laws/测试条例{d}.md")), text).unwrap();
+    }
+}
+
+fn ingest_cmd(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xiaoguan"));
+    c.args(["kb", "ingest", "t", "--batch-docs", "3", "--quiet"])
+        .env("XIAOGUAN_HOME", root.join("home"))
+        .env("XIAOGUAN_MODELS_DIR", root.join("manifests"))
+        .env("XIAOGUAN_KB_DIR", root.join("kbs"))
+        .env("XIAOGUAN_DATA_ROOT", root.join("data"))
+        .env("XIAOGUAN_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+fn check_consistent(root: &Path, embedder: &Arc<dyn Embedder>) -> (usize, usize) {
+    let def = KbDefinition::load(&root.join("kbs/t/kb.toml")).unwrap();
+    let kb = KnowledgeBase::open(&def, &root.join("home/kbs"), embedder.clone()).unwrap();
+    let state = kb.state();
+    for (key, doc) in &state.documents {
+        let f = Filter::eq("doc_id", key.clone()).and(Condition::Eq { field: "doc_hash".into(), value: doc.hash.clone().into() });
+        assert_eq!(kb.store().count(&f).unwrap(), doc.chunks, "committed document {key} is incomplete");
+    }
+    if !state.documents.is_empty() {
+        let hits = kb.search("社保卡丢了怎么补办", &SearchOptions::default()).unwrap();
+        assert!(!hits.is_empty());
+        assert!(hits.iter().all(|h| state.documents.contains_key(&h.doc_id)));
+    }
+    (state.documents.len(), kb.store().count(&Filter::none()).unwrap())
+}
+
+#[test]
+fn ingest_survives_being_killed_at_random_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let docs = 150;
+    setup(root, docs);
+    let facts = fixtures::tiny_embed_facts();
+    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&root.join("home/models/tiny-e5"), "tiny-e5", &facts).unwrap());
+
+    // Deterministic "random" delays spread over the run.
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut progress = Vec::new();
+    for _ in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = 150 + seed % 900;
+        let mut child = ingest_cmd(root).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+        progress.push(check_consistent(root, &embedder).0);
+    }
+    eprintln!("committed documents after each kill: {progress:?}");
+    let status = ingest_cmd(root).status().unwrap();
+    assert!(status.success());
+    let (committed, points) = check_consistent(root, &embedder);
+    assert_eq!(committed, docs);
+    assert_eq!(points, docs * 12, "duplicates or stale points left behind");
+}

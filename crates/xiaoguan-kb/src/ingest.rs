@@ -1,0 +1,305 @@
+//! Incremental ingestion: read every source, hash each document, and re-embed only the new and
+//! changed ones; delete the points of removed documents.
+//!
+//! Crash safety: a batch of documents is first marked pending in the state, its new points are
+//! upserted and flushed, then the state commits the new hashes, and only then are the old points
+//! deleted. Search shows only points whose hash the committed state holds, so a killed ingest
+//! leaves the knowledge base answering from its last complete state; the next ingest cleans up
+//! the pending documents and resumes (point ids are deterministic, so nothing is duplicated).
+
+use crate::definition::{Base, KbDefinition, SourceSpec};
+use crate::kb::KnowledgeBase;
+use crate::readers::{read_file, SourceDoc};
+use crate::state::{now_rfc3339, DocState};
+use crate::{KbError, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use xiaoguan_models::TextKind;
+use xiaoguan_store::{Condition, Filter, StorePoint, VectorStore};
+use xiaoguan_text::chunk_document;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub data_root: PathBuf,
+    pub progress: bool,
+    /// Documents committed together.
+    pub batch_docs: usize,
+    /// Stop after this many batches (tests use it to simulate an interrupted ingest).
+    pub max_batches: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct IngestReport {
+    pub kb: String,
+    pub version: u64,
+    pub documents: usize,
+    pub added: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    pub chunks_embedded: usize,
+    pub total_chunks: usize,
+    pub skipped: Vec<Skipped>,
+    pub seconds: f64,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+fn glob_set(patterns: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).map_err(|e| KbError::InvalidQuery(format!("bad glob {p}: {e}")))?);
+    }
+    b.build().map_err(|e| KbError::InvalidQuery(e.to_string()))
+}
+
+/// The folder to walk for a pattern: its leading components without wildcards.
+fn literal_prefix(pattern: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in pattern.split('/') {
+        if part.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        out.push(part);
+    }
+    out
+}
+
+/// Files of a source: (absolute path, key relative to the base), sorted.
+pub fn source_files(spec: &SourceSpec, base: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let include = glob_set(&spec.include)?;
+    let exclude = glob_set(&spec.exclude)?;
+    let mut out = Vec::new();
+    let mut roots: Vec<PathBuf> = spec.include.iter().map(|p| literal_prefix(p)).collect();
+    roots.sort();
+    roots.dedup();
+    let mut seen = HashSet::new();
+    for root in roots {
+        let start = base.join(&root);
+        if start.is_file() {
+            if seen.insert(start.clone()) {
+                out.push((start.clone(), root.to_string_lossy().into_owned()));
+            }
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&start).follow_links(true).into_iter().filter_map(|e| e.ok()) {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(base).unwrap_or(entry.path()).to_string_lossy().into_owned();
+            if include.is_match(&rel) && !exclude.is_match(&rel) && seen.insert(entry.path().to_path_buf()) {
+                out.push((entry.path().to_path_buf(), rel));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+fn keep_title(spec: &SourceSpec, title: &str) -> bool {
+    (spec.title_any.is_empty() || spec.title_any.iter().any(|t| title.contains(t.as_str())))
+        && !spec.title_none.iter().any(|t| title.contains(t.as_str()))
+}
+
+/// Read every source of the definition: documents plus the files that were skipped and why.
+pub fn collect_documents(def: &KbDefinition, data_root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>)> {
+    let mut docs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut keys = HashSet::new();
+    for spec in &def.sources {
+        let base = match spec.base {
+            Base::Data => {
+                if !data_root.is_dir() {
+                    return Err(KbError::NoDataRoot(data_root.display().to_string()));
+                }
+                data_root.to_path_buf()
+            }
+            Base::Kb => def.dir.clone(),
+        };
+        for (path, key) in source_files(spec, &base)? {
+            match read_file(&path, &key, spec) {
+                Ok(found) => {
+                    for d in found {
+                        if keep_title(spec, &d.doc.title) && keys.insert(d.key.clone()) {
+                            docs.push(d);
+                        }
+                    }
+                }
+                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason }),
+            }
+        }
+    }
+    Ok((docs, skipped))
+}
+
+/// Content hash of a document as the knowledge base indexes it (text, metadata, chunking, embedder).
+fn doc_hash(d: &SourceDoc, def: &KbDefinition) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&d.doc).expect("document serializes"));
+    h.update(serde_json::to_vec(&d.meta).expect("meta serializes"));
+    h.update(serde_json::to_vec(&def.chunking).expect("config serializes"));
+    h.update(def.embedder.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+fn point_id(kb: &str, key: &str, hash: &str, ordinal: usize) -> u64 {
+    let d = Sha256::digest(format!("{kb}\u{0}{key}\u{0}{hash}\u{0}{ordinal}").as_bytes());
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) >> 1
+}
+
+impl KnowledgeBase {
+    pub fn ingest(&self, opts: &IngestOptions) -> Result<IngestReport> {
+        let started = Instant::now();
+        let def = &self.def;
+        let (docs, skipped) = collect_documents(def, &opts.data_root)?;
+        let state_path = self.dir.join("state.json");
+        let mut state = self.state();
+        state.embedder = self.embedder.model_id().to_string();
+
+        // Clean up after an ingest that was killed: drop points of pending documents that the
+        // committed state does not reference.
+        for key in std::mem::take(&mut state.pending) {
+            let mut f = Filter::eq("doc_id", key.clone());
+            if let Some(d) = state.documents.get(&key) {
+                f = f.and(Condition::Ne { field: "doc_hash".into(), value: d.hash.clone().into() });
+            }
+            self.store.delete(&f)?;
+        }
+
+        let mut report = IngestReport { kb: def.id.clone(), documents: docs.len(), skipped, ..Default::default() };
+        let all_keys: HashSet<String> = docs.iter().map(|d| d.key.clone()).collect();
+        let mut work: Vec<(SourceDoc, String)> = Vec::new();
+        for d in docs {
+            let hash = doc_hash(&d, def);
+            match state.documents.get(&d.key) {
+                Some(old) if old.hash == hash => report.unchanged += 1,
+                Some(_) => {
+                    report.changed += 1;
+                    work.push((d, hash));
+                }
+                None => {
+                    report.added += 1;
+                    work.push((d, hash));
+                }
+            }
+        }
+        let removed: Vec<String> = state.documents.keys().filter(|k| !all_keys.contains(k.as_str())).cloned().collect();
+        let new_version = state.version + 1;
+        let total_chunks: usize = work.iter().map(|(d, _)| chunk_document(&d.doc, &def.chunking).len()).sum();
+        let bar = if opts.progress { indicatif::ProgressBar::new(total_chunks as u64) } else { indicatif::ProgressBar::hidden() };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks {per_sec} {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("ingest {}", def.id));
+
+        let mut batches = 0;
+        for batch in work.chunks(opts.batch_docs.max(1)) {
+            if opts.max_batches.is_some_and(|m| batches >= m) {
+                bar.finish_and_clear();
+                report.seconds = started.elapsed().as_secs_f64();
+                report.version = state.version;
+                report.total_chunks = state.total_chunks();
+                return Ok(report);
+            }
+            state.pending = batch.iter().map(|(d, _)| d.key.clone()).collect();
+            self.commit(&state, &state_path)?;
+            let mut points = Vec::new();
+            let mut doc_states = Vec::new();
+            for (d, hash) in batch {
+                let chunks = chunk_document(&d.doc, &def.chunking);
+                let texts: Vec<String> = chunks.iter().map(|c| c.index_text(&d.doc.title)).collect();
+                for (start, group) in texts.chunks(64).enumerate().map(|(i, g)| (i * 64, g)) {
+                    let refs: Vec<&str> = group.iter().map(String::as_str).collect();
+                    let vecs = self.embedder.embed(&refs, TextKind::Passage)?;
+                    for (j, v) in vecs.into_iter().enumerate() {
+                        let c = &chunks[start + j];
+                        let mut payload: Map<String, Value> = d.meta.clone();
+                        payload.insert("kb".into(), def.id.clone().into());
+                        payload.insert("doc_id".into(), d.key.clone().into());
+                        payload.insert("doc_hash".into(), hash.clone().into());
+                        payload.insert("chunk_id".into(), format!("{}#{}", d.key, c.ordinal).into());
+                        payload.insert("title".into(), d.doc.title.clone().into());
+                        payload.insert("heading_path".into(), c.display_path(&d.doc.title).into());
+                        payload.insert("ordinal".into(), (c.ordinal as u64).into());
+                        payload.insert("text".into(), c.text.clone().into());
+                        if let Some(a) = &c.article {
+                            payload.insert("article".into(), a.clone().into());
+                        }
+                        if let Some(n) = c.article_no {
+                            payload.insert("article_no".into(), (n as u64).into());
+                        }
+                        for (k, v) in [("region", &def.metadata.region), ("issuer", &def.metadata.issuer)] {
+                            if let (false, Some(v)) = (payload.contains_key(k), v) {
+                                payload.insert(k.into(), v.clone().into());
+                            }
+                        }
+                        points.push(StorePoint { id: point_id(&def.id, &d.key, hash, c.ordinal), dense: v, bm25_text: texts[start + j].clone(), payload });
+                    }
+                    bar.inc(group.len() as u64);
+                }
+                report.chunks_embedded += chunks.len();
+                doc_states.push((d.key.clone(), DocState { title: d.doc.title.clone(), hash: hash.clone(), chunks: chunks.len() }));
+            }
+            for group in points.chunks(256) {
+                self.store.upsert(group.to_vec())?;
+            }
+            self.store.flush()?;
+            for (key, ds) in &doc_states {
+                state.documents.insert(key.clone(), ds.clone());
+            }
+            state.version = new_version;
+            state.updated_at = now_rfc3339();
+            let committed_pending = std::mem::take(&mut state.pending);
+            self.commit(&state, &state_path)?;
+            for key in committed_pending {
+                let hash = &state.documents[&key].hash;
+                self.store.delete(&Filter::eq("doc_id", key.clone()).and(Condition::Ne { field: "doc_hash".into(), value: hash.clone().into() }))?;
+            }
+            batches += 1;
+        }
+        bar.finish_and_clear();
+
+        if !removed.is_empty() {
+            state.pending = removed.clone();
+            self.commit(&state, &state_path)?;
+            for key in &removed {
+                state.documents.remove(key);
+            }
+            state.version = new_version;
+            state.updated_at = now_rfc3339();
+            let pending = std::mem::take(&mut state.pending);
+            self.commit(&state, &state_path)?;
+            for key in pending {
+                self.store.delete(&Filter::eq("doc_id", key))?;
+            }
+            report.removed = removed.len();
+        }
+        if report.chunks_embedded > 0 || report.removed > 0 {
+            self.store.flush()?;
+            self.store.optimize()?;
+        }
+        report.version = state.version;
+        report.total_chunks = state.total_chunks();
+        report.seconds = started.elapsed().as_secs_f64();
+        report.complete = true;
+        Ok(report)
+    }
+
+    fn commit(&self, state: &crate::state::KbState, path: &Path) -> Result<()> {
+        state.save(path).map_err(|e| KbError::io("writing", path, e))?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state.clone();
+        Ok(())
+    }
+}

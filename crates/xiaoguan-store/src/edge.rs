@@ -1,0 +1,296 @@
+//! The embedded backend: one qdrant-edge shard per knowledge base, with a dense (cosine) vector
+//! and a BM25 sparse vector per chunk. BM25 uses the Multilingual tokenizer (charabia, jieba
+//! segmentation for Chinese); its vectors match a Qdrant server's own BM25, so a knowledge base
+//! can move to a server without re-embedding.
+
+use crate::types::{Condition, Filter, Hit, HybridQuery, Result, StoreError, StorePoint};
+use crate::VectorStore;
+use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
+use qdrant_edge::external::ordered_float::{NotNan, OrderedFloat};
+use qdrant_edge::external::serde_json::{self, Value};
+use qdrant_edge::{
+    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Fusion, Match, Modifier, NamedQuery,
+    PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
+    QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest, TokenizerType, UpdateOperation, ValueVariants,
+    Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+};
+use std::path::{Path, PathBuf};
+
+const DENSE: &str = "dense";
+const SPARSE: &str = "bm25";
+
+#[derive(Debug, Clone)]
+pub struct EdgeStoreConfig {
+    pub dimension: usize,
+    /// Payload fields filtered by exact value (get keyword indexes).
+    pub keyword_fields: Vec<String>,
+    /// Payload fields filtered by number (get integer indexes).
+    pub integer_fields: Vec<String>,
+}
+
+pub struct EdgeStore {
+    path: PathBuf,
+    shard: EdgeShard,
+    bm25: EdgeBm25,
+    dimension: usize,
+}
+
+fn backend(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn bm25_model() -> EdgeBm25 {
+    EdgeBm25::new(EdgeBm25Config {
+        tokenizer: TokenizerType::Multilingual,
+        language: Some("chinese".into()),
+        // Chunks are a few hundred characters: about 120 segmented tokens.
+        avg_len: NotNan::new(120.0).expect("not NaN"),
+        ..Default::default()
+    })
+    .expect("static BM25 configuration is valid")
+}
+
+impl EdgeStore {
+    /// Open the store at `path`, creating it (and its payload indexes) if it does not exist.
+    pub fn open(path: &Path, config: &EdgeStoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Io { action: "creating", path: path.display().to_string(), source: e })?;
+        let fresh = !path.join("edge_config.json").exists();
+        let edge_config: EdgeConfig = EdgeConfigBuilder::new()
+            .vector(DENSE, EdgeVectorParamsBuilder::new(config.dimension, Distance::Cosine).build())
+            .sparse_vector(SPARSE, EdgeSparseVectorParamsBuilder::new().modifier(Modifier::Idf).build())
+            .build();
+        let shard = if fresh { EdgeShard::new(path, edge_config) } else { EdgeShard::load(path, None) }.map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("WouldBlock") {
+                StoreError::Locked { path: path.display().to_string() }
+            } else {
+                backend(path, msg)
+            }
+        })?;
+        let store = Self { path: path.to_path_buf(), shard, bm25: bm25_model(), dimension: config.dimension };
+        if fresh {
+            for (fields, schema) in
+                [(&config.keyword_fields, PayloadSchemaType::Keyword), (&config.integer_fields, PayloadSchemaType::Integer)]
+            {
+                for f in fields {
+                    let field_name = f.as_str().try_into().map_err(|_| StoreError::InvalidRequest(format!("bad field name {f}")))?;
+                    store
+                        .shard
+                        .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                            field_name,
+                            field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+                        })))
+                        .map_err(|e| backend(path, e))?;
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn convert_filter(&self, filter: &Filter) -> Result<Option<qdrant_edge::Filter>> {
+        if filter.all.is_empty() {
+            return Ok(None);
+        }
+        let key = |f: &str| f.try_into().map_err(|_| StoreError::InvalidRequest(format!("bad field name {f}")));
+        let value = |v: &Value| match v {
+            Value::String(s) => Ok(ValueVariants::String(s.clone())),
+            Value::Number(n) if n.is_i64() => Ok(ValueVariants::Integer(n.as_i64().unwrap_or_default())),
+            Value::Bool(b) => Ok(ValueVariants::Bool(*b)),
+            other => Err(StoreError::InvalidRequest(format!("filter values must be strings, integers or booleans, got {other}"))),
+        };
+        let mut must = Vec::new();
+        let mut must_not = Vec::new();
+        for c in &filter.all {
+            match c {
+                Condition::Eq { field, value: v } => must.push(qdrant_edge::Condition::Field(FieldCondition::new_match(key(field)?, Match::new_value(value(v)?)))),
+                Condition::Ne { field, value: v } => must_not.push(qdrant_edge::Condition::Field(FieldCondition::new_match(key(field)?, Match::new_value(value(v)?)))),
+                Condition::In { field, values } => {
+                    let should = values
+                        .iter()
+                        .map(|v| Ok(qdrant_edge::Condition::Field(FieldCondition::new_match(key(field)?, Match::new_value(value(v)?)))))
+                        .collect::<Result<Vec<_>>>()?;
+                    must.push(qdrant_edge::Condition::Filter(qdrant_edge::Filter { should: Some(should), min_should: None, must: None, must_not: None }));
+                }
+                Condition::Range { field, gte, lte } => must.push(qdrant_edge::Condition::Field(FieldCondition::new_range(
+                    key(field)?,
+                    Range { gte: gte.map(OrderedFloat), lte: lte.map(OrderedFloat), gt: None, lt: None },
+                ))),
+            }
+        }
+        Ok(Some(qdrant_edge::Filter {
+            should: None,
+            min_should: None,
+            must: (!must.is_empty()).then_some(must),
+            must_not: (!must_not.is_empty()).then_some(must_not),
+        }))
+    }
+
+    fn to_hit(id: PointId, score: f32, payload: Option<qdrant_edge::Payload>) -> Hit {
+        let id = match id {
+            PointId::NumId(n) => n,
+            PointId::Uuid(_) => 0,
+        };
+        Hit { id, score, payload: payload.map(|p| p.0.into_iter().collect()).unwrap_or_default() }
+    }
+}
+
+impl VectorStore for EdgeStore {
+    fn upsert(&self, points: Vec<StorePoint>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut list = Vec::with_capacity(points.len());
+        for p in points {
+            if p.dense.len() != self.dimension {
+                return Err(StoreError::InvalidRequest(format!("vector has {} dimensions, the store {}", p.dense.len(), self.dimension)));
+            }
+            let sparse = self.bm25.embed_document(&p.bm25_text);
+            let vectors = Vectors::new_named([(DENSE, Vector::new_dense(p.dense)), (SPARSE, Vector::from(sparse))]);
+            list.push(PointStruct::new(p.id, vectors, Value::Object(p.payload.into_iter().collect())).into());
+        }
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(list))))
+            .map_err(|e| backend(&self.path, e))
+    }
+
+    fn delete(&self, filter: &Filter) -> Result<()> {
+        let Some(f) = self.convert_filter(filter)? else {
+            return Err(StoreError::InvalidRequest("refusing to delete with an empty filter".into()));
+        };
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(f)))
+            .map_err(|e| backend(&self.path, e))
+    }
+
+    fn search(&self, q: &HybridQuery) -> Result<Vec<Hit>> {
+        let filter = self.convert_filter(&q.filter)?;
+        let mut legs: Vec<(ScoringQuery, f32)> = Vec::new();
+        if !q.dense.is_empty() {
+            if q.dense.len() != self.dimension {
+                return Err(StoreError::InvalidRequest(format!("query vector has {} dimensions, the store {}", q.dense.len(), self.dimension)));
+            }
+            let nq = NamedQuery { query: VectorInternal::from(q.dense.clone()), using: Some(DENSE.into()) };
+            legs.push((ScoringQuery::Vector(QueryEnum::Nearest(nq)), q.dense_weight));
+        }
+        if !q.text.trim().is_empty() {
+            let sparse = self.bm25.embed_query(&q.text);
+            if !sparse.indices.is_empty() {
+                let nq = NamedQuery { query: VectorInternal::from(sparse), using: Some(SPARSE.into()) };
+                legs.push((ScoringQuery::Vector(QueryEnum::Nearest(nq)), q.bm25_weight));
+            }
+        }
+        if legs.is_empty() || q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = if legs.len() == 1 {
+            let (query, _) = legs.pop().expect("one leg");
+            QueryRequest {
+                prefetches: vec![],
+                query: Some(query),
+                filter,
+                score_threshold: None,
+                limit: q.limit,
+                offset: 0,
+                params: None,
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(true),
+            }
+        } else {
+            let weights: Vec<OrderedFloat<f32>> = legs.iter().map(|(_, w)| OrderedFloat(*w)).collect();
+            let prefetches = legs
+                .into_iter()
+                .map(|(query, _)| Prefetch {
+                    prefetches: vec![],
+                    query: Some(query),
+                    limit: q.candidates.max(q.limit),
+                    params: None,
+                    filter: filter.clone(),
+                    score_threshold: None,
+                })
+                .collect();
+            QueryRequest {
+                prefetches,
+                query: Some(ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights: Some(weights) })),
+                filter,
+                score_threshold: None,
+                limit: q.limit,
+                offset: 0,
+                params: None,
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(true),
+            }
+        };
+        let hits = self.shard.query(request).map_err(|e| backend(&self.path, e))?;
+        Ok(hits.into_iter().map(|h| Self::to_hit(h.id, h.score, h.payload)).collect())
+    }
+
+    fn count(&self, filter: &Filter) -> Result<usize> {
+        let filter = self.convert_filter(filter)?;
+        self.shard.count(CountRequest { filter, exact: true }).map_err(|e| backend(&self.path, e))
+    }
+
+    fn scroll(&self, filter: &Filter, offset: Option<u64>, limit: usize) -> Result<(Vec<Hit>, Option<u64>)> {
+        let filter = self.convert_filter(filter)?;
+        let request = ScrollRequest {
+            offset: offset.map(PointId::NumId),
+            limit: Some(limit.max(1)),
+            filter,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(false),
+            order_by: None,
+        };
+        let (records, next) = self.shard.scroll(request).map_err(|e| backend(&self.path, e))?;
+        let hits = records.into_iter().map(|r| Self::to_hit(r.id, 0.0, r.payload)).collect();
+        let next = next.and_then(|id| match id {
+            PointId::NumId(n) => Some(n),
+            PointId::Uuid(_) => None,
+        });
+        Ok((hits, next))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.shard.flush();
+        Ok(())
+    }
+
+    fn optimize(&self) -> Result<()> {
+        self.shard.optimize().map(|_| ()).map_err(|e| backend(&self.path, e))
+    }
+
+    fn snapshot(&self, dest: &Path) -> Result<()> {
+        self.flush()?;
+        copy_dir(&self.path, dest)
+    }
+}
+
+fn io_err(action: &'static str, p: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io { action, path: p.display().to_string(), source }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| io_err("creating", to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io_err("listing", from, e))? {
+        let entry = entry.map_err(|e| io_err("listing", from, e))?;
+        let target = to.join(entry.file_name());
+        let is_dir = entry.file_type().map_err(|e| io_err("reading", &entry.path(), e))?.is_dir();
+        if is_dir {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| io_err("copying", &entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<EdgeStore>();
+    let _ = serde_json::Value::Null;
+}

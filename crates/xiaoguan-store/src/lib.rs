@@ -1,0 +1,29 @@
+//! The store layer of xiaoguan: a `VectorStore` trait for hybrid (dense + BM25) search, free of
+//! any backend's types, and its embedded implementation on qdrant-edge (in-process Qdrant).
+//! Knows nothing of models or HTTP.
+
+mod edge;
+mod types;
+
+pub use edge::{EdgeStore, EdgeStoreConfig};
+pub use types::*;
+
+/// What every backend (embedded Qdrant now, a Qdrant server later) provides.
+pub trait VectorStore: Send + Sync {
+    /// Insert or replace points (same id = replace).
+    fn upsert(&self, points: Vec<StorePoint>) -> Result<()>;
+    /// Delete every point matching the filter.
+    fn delete(&self, filter: &Filter) -> Result<()>;
+    /// Dense and BM25 candidates fused by weighted RRF; hits carry their payload.
+    fn search(&self, query: &HybridQuery) -> Result<Vec<Hit>>;
+    /// Exact number of points matching the filter (all points with an empty filter).
+    fn count(&self, filter: &Filter) -> Result<usize>;
+    /// Points matching the filter, a page at a time: (points, next offset).
+    fn scroll(&self, filter: &Filter, offset: Option<u64>, limit: usize) -> Result<(Vec<Hit>, Option<u64>)>;
+    /// Make everything written so far durable.
+    fn flush(&self) -> Result<()>;
+    /// Build indexes after a bulk load.
+    fn optimize(&self) -> Result<()>;
+    /// A consistent copy of the store in `dest` (a new folder).
+    fn snapshot(&self, dest: &std::path::Path) -> Result<()>;
+}

@@ -1,0 +1,87 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The caller's request cannot be served (bad filter value, wrong vector size, …).
+    #[error("invalid store request: {0}")]
+    InvalidRequest(String),
+    /// The store's folder is in use by another process.
+    #[error("knowledge-base store {path} is in use by another process (one process per store)")]
+    Locked { path: String },
+    #[error("store failure at {path}: {message}")]
+    Backend { path: String, message: String },
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: String, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One chunk as stored: its dense vector, the text BM25 indexes, and its payload (a JSON object).
+#[derive(Debug, Clone)]
+pub struct StorePoint {
+    pub id: u64,
+    pub dense: Vec<f32>,
+    pub bm25_text: String,
+    pub payload: Map<String, Value>,
+}
+
+/// A payload condition; all conditions of a `Filter` must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Condition {
+    /// field == value (string or integer)
+    Eq { field: String, value: Value },
+    /// field is one of the values
+    In { field: String, values: Vec<Value> },
+    /// field != value
+    Ne { field: String, value: Value },
+    /// gte <= field <= lte (numbers)
+    Range { field: String, gte: Option<f64>, lte: Option<f64> },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    pub all: Vec<Condition>,
+}
+
+impl Filter {
+    pub fn none() -> Self {
+        Self::default()
+    }
+    pub fn eq(field: &str, value: impl Into<Value>) -> Self {
+        Self { all: vec![Condition::Eq { field: field.into(), value: value.into() }] }
+    }
+    pub fn and(mut self, c: Condition) -> Self {
+        self.all.push(c);
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HybridQuery {
+    /// Query embedding; empty = BM25 only.
+    pub dense: Vec<f32>,
+    /// Query text for BM25; empty = dense only.
+    pub text: String,
+    pub limit: usize,
+    /// Candidates taken from each leg before fusion.
+    pub candidates: usize,
+    pub filter: Filter,
+    /// RRF weights of the dense and BM25 legs.
+    pub dense_weight: f32,
+    pub bm25_weight: f32,
+}
+
+impl HybridQuery {
+    pub fn new(dense: Vec<f32>, text: impl Into<String>, limit: usize) -> Self {
+        Self { dense, text: text.into(), limit, candidates: 50, filter: Filter::none(), dense_weight: 1.0, bm25_weight: 1.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub id: u64,
+    pub score: f32,
+    pub payload: Map<String, Value>,
+}
