@@ -9,7 +9,7 @@ use std::time::Duration;
 use xiaoguan_kb::definition::KbDefinition;
 use xiaoguan_kb::{KnowledgeBase, SearchOptions};
 use xiaoguan_models::{fixtures, BertEmbedder, Embedder};
-use xiaoguan_store::{Condition, Filter, VectorStore};
+use xiaoguan_store::{Condition, Filter};
 
 const MANIFEST: &str = r#"
 id = "tiny-e5"
@@ -36,6 +36,17 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 bytes = 1
 "#;
 
+fn write_docs(root: &Path, docs: usize, round: usize) {
+    std::fs::create_dir_all(root.join("data/laws")).unwrap();
+    for d in 0..docs {
+        let mut text = format!("# 测试条例{d}-r{round}\n<!-- INFO END -->\n## 第一章 总则\n");
+        for a in 1..=12 {
+            text.push_str(&format!("第{}条 社保卡丢了怎么补办。建筑工程施工许可证。条例{d}第{a}条（第{round}版）。\n", xiaoguan_text::numerals::to_chinese(a)));
+        }
+        std::fs::write(root.join(format!("data/laws/测试条例{d}.md")), text).unwrap();
+    }
+}
+
 fn setup(root: &Path, docs: usize) {
     let model = root.join("home/models/tiny-e5");
     fixtures::tiny_embedder_dir(&model).unwrap();
@@ -48,14 +59,7 @@ fn setup(root: &Path, docs: usize) {
         "id = \"t\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny-e5\"\n[[sources]]\ninclude = [\"laws/*.md\"]\ndoc_type = \"law\"\n",
     )
     .unwrap();
-    std::fs::create_dir_all(root.join("data/laws")).unwrap();
-    for d in 0..docs {
-        let mut text = format!("# 测试条例{d}\n<!-- INFO END -->\n## 第一章 总则\n");
-        for a in 1..=12 {
-            text.push_str(&format!("第{}条 社保卡丢了怎么补办。建筑工程施工许可证。条例{d}第{a}条的内容。\n", xiaoguan_text::numerals::to_chinese(a)));
-        }
-        std::fs::write(root.join(format!("data/laws/测试条例{d}.md")), text).unwrap();
-    }
+    write_docs(root, docs, 0);
 }
 
 fn ingest_cmd(root: &Path) -> Command {
@@ -71,7 +75,8 @@ fn ingest_cmd(root: &Path) -> Command {
     c
 }
 
-fn check_consistent(root: &Path, embedder: &Arc<dyn Embedder>) -> (usize, usize) {
+/// (committed documents, points in the store, documents committed at `round`).
+fn check_consistent(root: &Path, embedder: &Arc<dyn Embedder>, round: usize) -> (usize, usize, usize) {
     let def = KbDefinition::load(&root.join("kbs/t/kb.toml")).unwrap();
     let kb = KnowledgeBase::open(&def, &root.join("home/kbs"), embedder.clone()).unwrap();
     let state = kb.state();
@@ -84,36 +89,46 @@ fn check_consistent(root: &Path, embedder: &Arc<dyn Embedder>) -> (usize, usize)
         assert!(!hits.is_empty());
         assert!(hits.iter().all(|h| state.documents.contains_key(&h.doc_id)));
     }
-    (state.documents.len(), kb.store().count(&Filter::none()).unwrap())
+    let current = state.documents.values().filter(|d| d.title.ends_with(&format!("-r{round}"))).count();
+    (state.documents.len(), kb.store().count(&Filter::none()).unwrap(), current)
 }
 
 #[test]
 fn ingest_survives_being_killed_at_random_points() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let docs = 150;
+    let docs = 120;
     setup(root, docs);
     let facts = fixtures::tiny_embed_facts();
     let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&root.join("home/models/tiny-e5"), "tiny-e5", &facts).unwrap());
 
-    // Deterministic "random" delays spread over the run.
+    // Each round rewrites every document (so all of them must be re-embedded) and kills the
+    // ingest after a deterministic "random" delay.
     let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut interrupted = 0;
     let mut progress = Vec::new();
-    for _ in 0..12 {
+    let rounds = 12;
+    for round in 1..=rounds {
+        write_docs(root, docs, round);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = 150 + seed % 900;
+        let delay = 120 + seed % 700;
         let mut child = ingest_cmd(root).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();
         child.wait().unwrap();
-        progress.push(check_consistent(root, &embedder).0);
+        let (committed, _, current) = check_consistent(root, &embedder, round);
+        if current < docs {
+            interrupted += 1;
+        }
+        progress.push((committed, current));
     }
-    eprintln!("committed documents after each kill: {progress:?}");
+    eprintln!("(committed, at latest version) after each kill: {progress:?}");
+    assert!(interrupted >= rounds / 2, "only {interrupted} of {rounds} kills landed mid-ingest");
     let status = ingest_cmd(root).status().unwrap();
     assert!(status.success());
-    let (committed, points) = check_consistent(root, &embedder);
-    assert_eq!(committed, docs);
+    let (committed, points, current) = check_consistent(root, &embedder, rounds);
+    assert_eq!((committed, current), (docs, docs));
     assert_eq!(points, docs * 12, "duplicates or stale points left behind");
 }

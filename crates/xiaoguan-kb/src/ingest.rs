@@ -261,12 +261,15 @@ impl KnowledgeBase {
             }
             state.version = new_version;
             state.updated_at = now_rfc3339();
-            let committed_pending = std::mem::take(&mut state.pending);
+            // The batch stays pending until its old points are gone: a crash in between is
+            // cleaned up by the next ingest.
             self.commit(&state, &state_path)?;
-            for key in committed_pending {
-                let hash = &state.documents[&key].hash;
+            for key in &state.pending {
+                let hash = &state.documents[key].hash;
                 self.store.delete(&Filter::eq("doc_id", key.clone()).and(Condition::Ne { field: "doc_hash".into(), value: hash.clone().into() }))?;
             }
+            state.pending.clear();
+            self.commit(&state, &state_path)?;
             batches += 1;
         }
         bar.finish_and_clear();
@@ -279,11 +282,12 @@ impl KnowledgeBase {
             }
             state.version = new_version;
             state.updated_at = now_rfc3339();
-            let pending = std::mem::take(&mut state.pending);
             self.commit(&state, &state_path)?;
-            for key in pending {
-                self.store.delete(&Filter::eq("doc_id", key))?;
+            for key in &state.pending {
+                self.store.delete(&Filter::eq("doc_id", key.clone()))?;
             }
+            state.pending.clear();
+            self.commit(&state, &state_path)?;
             report.removed = removed.len();
         }
         if report.chunks_embedded > 0 || report.removed > 0 {

@@ -132,23 +132,34 @@ impl KnowledgeBase {
                 }
             }
         }
-        let hq = HybridQuery {
-            dense,
-            text: query.to_string(),
-            limit: opts.limit * 2 + 5,
-            candidates: (opts.limit * 10).max(50),
-            filter: opts.filter.clone(),
-            dense_weight: opts.dense_weight,
-            bm25_weight: opts.bm25_weight,
-        };
-        for h in self.store.search(&hq)? {
-            if out.len() >= opts.limit {
+        // Points of an ingest that has not committed are hidden by the post-filter below; they
+        // are bounded by one or two batches, so fetching more until enough remain always ends.
+        let mut fetch = opts.limit * 2 + 5;
+        loop {
+            let hq = HybridQuery {
+                dense: dense.clone(),
+                text: query.to_string(),
+                limit: fetch,
+                candidates: fetch.max(50),
+                filter: opts.filter.clone(),
+                dense_weight: opts.dense_weight,
+                bm25_weight: opts.bm25_weight,
+            };
+            let raw = self.store.search(&hq)?;
+            let exhausted = raw.len() < fetch;
+            for h in raw {
+                if out.len() >= opts.limit {
+                    break;
+                }
+                let hit = SearchHit::from_payload(&self.def.id, h.score, "hybrid", h.payload);
+                if committed(&state, &hit) && seen.insert(hit.chunk_id.clone()) {
+                    out.push(hit);
+                }
+            }
+            if out.len() >= opts.limit || exhausted || fetch >= 2000 {
                 break;
             }
-            let hit = SearchHit::from_payload(&self.def.id, h.score, "hybrid", h.payload);
-            if committed(&state, &hit) && seen.insert(hit.chunk_id.clone()) {
-                out.push(hit);
-            }
+            fetch *= 4;
         }
         out.truncate(opts.limit);
         Ok(out)
@@ -178,7 +189,7 @@ impl KnowledgeBase {
             .clone()
             .and(Condition::In { field: "doc_id".into(), values: keys.clone() })
             .and(Condition::Eq { field: "article_no".into(), value: Value::from(number) });
-        let hq = HybridQuery { dense: dense.to_vec(), text: query.to_string(), limit: 10, candidates: 20, filter, dense_weight: 1.0, bm25_weight: 1.0 };
+        let hq = HybridQuery { dense: dense.to_vec(), text: query.to_string(), limit: 40, candidates: 40, filter, dense_weight: 1.0, bm25_weight: 1.0 };
         let mut hits: Vec<SearchHit> = self
             .store
             .search(&hq)?
