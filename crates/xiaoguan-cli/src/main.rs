@@ -46,7 +46,7 @@ pub enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XIAOGUAN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XIAOGUAN_LOG").unwrap_or_else(|_| "warn,qdrant_edge=error".into()))
         .with_writer(std::io::stderr)
         .init();
     xiaoguan_models::registry::set_threads(cli.threads);

@@ -127,6 +127,14 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path) -> Result<(Vec<So
             Base::Kb => def.dir.clone(),
         };
         for (path, key) in source_files(spec, &base)? {
+            // Files whose name already fails the title rules are not read at all (records files
+            // are, since each record has its own title).
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let records = matches!(spec.format, crate::definition::Format::Records | crate::definition::Format::Table)
+                || spec.records.is_some();
+            if !records && !keep_title(spec, &stem) {
+                continue;
+            }
             match read_file(&path, &key, spec) {
                 Ok(found) => {
                     for d in found {

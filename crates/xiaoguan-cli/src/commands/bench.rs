@@ -34,6 +34,22 @@ pub enum BenchCmd {
     Generate(GenerateBench),
     /// Print the built-in benchmark texts, one per line (so other engines get the same input).
     Texts,
+    /// Hybrid search latency, upsert rate, memory and disk of the embedded store at scale
+    /// (random unit vectors, BM25 over real statute sentences when the data root is there).
+    Store(StoreBench),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreBench {
+    #[arg(long, default_value_t = 100_000)]
+    pub points: usize,
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
+    /// Statute markdown files whose sentences feed BM25 (default: the data root's lawrefbook_laws).
+    #[arg(long, env = "XIAOGUAN_DATA_ROOT")]
+    pub data_root: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +80,7 @@ pub fn run(reg: &ModelRegistry, cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Embed(b) => embed(reg, b),
         BenchCmd::Generate(b) => generate(reg, b),
+        BenchCmd::Store(b) => store(reg, b),
         BenchCmd::Texts => {
             for t in SAMPLE_TEXTS {
                 println!("{t}");
@@ -178,4 +195,114 @@ fn generate(reg: &ModelRegistry, b: &GenerateBench) -> anyhow::Result<()> {
     );
     println!("{report}");
     Ok(())
+}
+
+fn store(reg: &ModelRegistry, b: &StoreBench) -> anyhow::Result<()> {
+    use xiaoguan_store::{Condition, EdgeStore, Filter, HybridQuery, StorePoint, VectorStore};
+    let mut rng = xiaoguan_models::fixtures::Rng::new(42);
+    // Sentences of real statutes give BM25 a realistic vocabulary.
+    let root = b.data_root.clone().unwrap_or_else(|| std::path::PathBuf::from("../shared/data"));
+    let mut sentences: Vec<String> = Vec::new();
+    for entry in walkdir_md(&root.join("lawrefbook_laws")).into_iter().take(400) {
+        if let Ok(t) = std::fs::read_to_string(&entry) {
+            sentences.extend(t.lines().filter(|l| l.starts_with('第') && l.chars().count() > 20).map(String::from));
+        }
+    }
+    if sentences.is_empty() {
+        sentences = SAMPLE_TEXTS.iter().map(|s| s.to_string()).collect();
+    }
+    let dir = tempdir_in(reg.store().home())?;
+    let cfg = xiaoguan_kb::kb::store_config(b.dim);
+    let store = EdgeStore::open(&dir.join("store"), &cfg)?;
+    let unit = |rng: &mut xiaoguan_models::fixtures::Rng| {
+        let v = rng.vec(b.dim, 1.0);
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    for i in 0..b.points {
+        let text = sentences[i % sentences.len()].clone();
+        let mut payload = serde_json::Map::new();
+        payload.insert("doc_id".into(), format!("doc{}", i / 50).into());
+        payload.insert("doc_type".into(), (if i % 5 == 0 { "policy" } else { "law" }).into());
+        payload.insert("article_no".into(), ((i % 50) as u64 + 1).into());
+        payload.insert("text".into(), text.clone().into());
+        batch.push(StorePoint { id: i as u64, dense: unit(&mut rng), bm25_text: text, payload });
+        if batch.len() == 1000 {
+            store.upsert(std::mem::take(&mut batch))?;
+        }
+    }
+    store.upsert(batch)?;
+    store.flush()?;
+    let upsert_secs = started.elapsed().as_secs_f64();
+    let opt = Instant::now();
+    store.optimize()?;
+    let optimize_secs = opt.elapsed().as_secs_f64();
+    let mut lat_hybrid = Vec::new();
+    let mut lat_filtered = Vec::new();
+    for q in 0..b.queries {
+        let text = sentences[(q * 7919) % sentences.len()].chars().take(20).collect::<String>();
+        let mut hq = HybridQuery::new(unit(&mut rng), text, 10);
+        let s = Instant::now();
+        store.search(&hq)?;
+        lat_hybrid.push(s.elapsed().as_secs_f64() * 1e3);
+        hq.filter = Filter::eq("doc_type", "law").and(Condition::Range { field: "article_no".into(), gte: Some(1.0), lte: Some(20.0) });
+        let s = Instant::now();
+        store.search(&hq)?;
+        lat_filtered.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let disk = du(&dir);
+    let report = serde_json::json!({
+        "bench": "store", "points": b.points, "dim": b.dim, "threads": threads(),
+        "upserts_per_sec": b.points as f64 / upsert_secs, "optimize_secs": optimize_secs,
+        "hybrid_p50_ms": pct(&mut lat_hybrid, 0.5), "hybrid_p99_ms": pct(&mut lat_hybrid, 0.99),
+        "filtered_hybrid_p50_ms": pct(&mut lat_filtered, 0.5), "filtered_hybrid_p99_ms": pct(&mut lat_filtered, 0.99),
+        "disk_mb": disk as f64 / 1e6, "peak_rss_mb": peak_rss_mb(),
+    });
+    println!(
+        "store: {} points × {}-d: {:.0} upserts/s, optimize {:.1}s; hybrid p50 {:.2} ms p99 {:.2} ms; with filter p50 {:.2} ms p99 {:.2} ms; disk {:.0} MB, peak RSS {:.0} MB",
+        b.points, b.dim, report["upserts_per_sec"].as_f64().unwrap_or(0.0), optimize_secs,
+        report["hybrid_p50_ms"].as_f64().unwrap_or(0.0), report["hybrid_p99_ms"].as_f64().unwrap_or(0.0),
+        report["filtered_hybrid_p50_ms"].as_f64().unwrap_or(0.0), report["filtered_hybrid_p99_ms"].as_f64().unwrap_or(0.0),
+        disk as f64 / 1e6, peak_rss_mb()
+    );
+    println!("{report}");
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn walkdir_md(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn tempdir_in(home: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = home.join(format!("bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn du(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { du(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum())
+        .unwrap_or(0)
 }
