@@ -1,0 +1,91 @@
+//! The embedded store: hybrid search, filters, delete, scroll, snapshot, and errors.
+
+use serde_json::{json, Map, Value};
+use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, HybridQuery, StoreError, StorePoint, VectorStore};
+
+fn config() -> EdgeStoreConfig {
+    EdgeStoreConfig { dimension: 4, keyword_fields: vec!["doc_id".into(), "doc_type".into()], integer_fields: vec!["article_no".into()] }
+}
+
+fn point(id: u64, dense: [f32; 4], text: &str, doc: &str, doc_type: &str, article: u64) -> StorePoint {
+    let payload: Map<String, Value> =
+        json!({"doc_id": doc, "doc_type": doc_type, "article_no": article, "text": text}).as_object().unwrap().clone();
+    StorePoint { id, dense: dense.to_vec(), bm25_text: text.into(), payload }
+}
+
+fn filled(dir: &std::path::Path) -> EdgeStore {
+    let s = EdgeStore::open(dir, &config()).unwrap();
+    s.upsert(vec![
+        point(1, [1.0, 0.0, 0.0, 0.0], "参加基本养老保险的个人按月领取基本养老金", "a", "law", 16),
+        point(2, [0.0, 1.0, 0.0, 0.0], "建筑工程开工前建设单位应当申请领取施工许可证", "b", "law", 7),
+        point(3, [0.0, 0.0, 1.0, 0.0], "社会保障卡挂失补领流程", "c", "faq", 0),
+        point(4, [0.7, 0.7, 0.0, 0.0], "失业保险金的领取期限", "a", "law", 46),
+    ])
+    .unwrap();
+    s
+}
+
+#[test]
+fn hybrid_search_fuses_dense_and_chinese_bm25() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = filled(dir.path());
+    // BM25 alone finds the Chinese term (jieba segmentation).
+    let hits = s.search(&HybridQuery::new(vec![], "施工许可证", 2)).unwrap();
+    assert_eq!(hits[0].id, 2);
+    // Dense alone.
+    let hits = s.search(&HybridQuery::new(vec![0.0, 0.0, 1.0, 0.0], "", 1)).unwrap();
+    assert_eq!(hits[0].id, 3);
+    // Both legs agree → first.
+    let hits = s.search(&HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "养老金", 3)).unwrap();
+    assert_eq!(hits[0].id, 1);
+    assert_eq!(hits[0].payload["doc_id"], "a");
+    // Filters: keyword, integer range, set membership, not-equal.
+    let mut q = HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "保险", 10);
+    q.filter = Filter::eq("doc_type", "law").and(Condition::Range { field: "article_no".into(), gte: Some(10.0), lte: None });
+    let ids: Vec<u64> = s.search(&q).unwrap().iter().map(|h| h.id).collect();
+    assert!(ids.contains(&1) && ids.contains(&4) && !ids.contains(&2) && !ids.contains(&3), "{ids:?}");
+    q.filter = Filter { all: vec![Condition::In { field: "doc_id".into(), values: vec!["b".into(), "c".into()] }] };
+    let ids: Vec<u64> = s.search(&q).unwrap().iter().map(|h| h.id).collect();
+    assert!(ids.iter().all(|i| *i == 2 || *i == 3), "{ids:?}");
+    assert_eq!(s.count(&Filter { all: vec![Condition::Ne { field: "doc_id".into(), value: "a".into() }] }).unwrap(), 2);
+}
+
+#[test]
+fn delete_scroll_count_and_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = filled(&dir.path().join("s"));
+    assert_eq!(s.count(&Filter::none()).unwrap(), 4);
+    s.delete(&Filter::eq("doc_id", "a")).unwrap();
+    assert_eq!(s.count(&Filter::none()).unwrap(), 2);
+    let (page, next) = s.scroll(&Filter::none(), None, 1).unwrap();
+    assert_eq!(page.len(), 1);
+    let (rest, _) = s.scroll(&Filter::none(), next, 10).unwrap();
+    assert_eq!(rest.len(), 1);
+    // An empty filter would delete everything: refused.
+    assert!(matches!(s.delete(&Filter::none()), Err(StoreError::InvalidRequest(_))));
+
+    let snap = dir.path().join("snap");
+    s.snapshot(&snap).unwrap();
+    s.upsert(vec![point(9, [0.0, 0.0, 0.0, 1.0], "后来写入", "z", "law", 1)]).unwrap();
+    drop(s);
+    let restored = EdgeStore::open(&snap, &config()).unwrap();
+    assert_eq!(restored.count(&Filter::none()).unwrap(), 2, "the snapshot holds the state at snapshot time");
+    let hits = restored.search(&HybridQuery::new(vec![], "施工许可证", 1)).unwrap();
+    assert_eq!(hits[0].id, 2);
+}
+
+#[test]
+fn bad_requests_are_the_callers_error_and_a_second_opener_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = filled(dir.path());
+    let err = s.upsert(vec![StorePoint { id: 5, dense: vec![1.0], bm25_text: String::new(), payload: Map::new() }]).unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRequest(_)), "{err}");
+    let err = s.search(&HybridQuery::new(vec![1.0, 2.0], "x", 1)).unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRequest(_)), "{err}");
+    let mut q = HybridQuery::new(vec![], "保险", 1);
+    q.filter = Filter::eq("doc_id", json!([1, 2]));
+    assert!(matches!(s.search(&q), Err(StoreError::InvalidRequest(_))));
+    assert!(s.search(&HybridQuery::new(vec![], "   ", 5)).unwrap().is_empty());
+    let second = EdgeStore::open(dir.path(), &config());
+    assert!(matches!(second, Err(StoreError::Locked { .. })), "{:?}", second.err());
+}
