@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: build, pull the default models, and answer a question.
+# The main job on the embedded default: build, pull the default models, build the knowledge
+# bases (incrementally: later runs only embed what changed), and answer a question.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ensure_system_packages
@@ -8,5 +9,13 @@ cargo build --release -p xiaoguan-cli
 XG="$CARGO_TARGET_DIR/release/xiaoguan"
 "$XG" models pull
 "$XG" models list
-"$XG" embed --query "社保卡丢了怎么补办" "社会保障卡挂失补领流程" "建筑工程施工许可证核发条件"
-"$XG" generate --stats "${1:-社保卡丢了怎么补办？请用中文简要回答。}"
+KBS=(guides)
+# The real-data knowledge bases need ../shared/data beside the checkout (or XIAOGUAN_DATA_ROOT).
+if [ -d "${XIAOGUAN_DATA_ROOT:-$REPO_ROOT/../shared/data}" ]; then
+    KBS+=(social-insurance project-filing enterprise-policy gov-faq)
+fi
+"$XG" kb ingest "${KBS[@]}"
+"$XG" kb list
+QUESTION="${1:-失业保险金最长能领多久？}"
+for kb in "${KBS[@]:0:2}"; do "$XG" kb search "$kb" "$QUESTION" -k 3; done
+"$XG" generate --stats "$QUESTION"

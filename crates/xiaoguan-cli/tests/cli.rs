@@ -62,3 +62,49 @@ fn a_broken_manifest_is_named_with_its_problem() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("broken.toml"), "{err}");
 }
+
+fn kb_cmd(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let kb_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../knowledge-bases");
+    let out = Command::new(env!("CARGO_BIN_EXE_xiaoguan"))
+        .arg("kb")
+        .args(args)
+        .env("XIAOGUAN_HOME", home)
+        .env("XIAOGUAN_KB_DIR", kb_dir)
+        .env_remove("XIAOGUAN_MODELS_DIR")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn kb_list_shows_the_shipped_definitions() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = kb_cmd(home.path(), &["list"]);
+    assert_eq!(code, 0, "{err}");
+    for id in ["social-insurance", "enterprise-policy", "project-filing", "laws", "gov-faq", "guides"] {
+        assert!(out.contains(id), "{out}");
+    }
+}
+
+#[test]
+fn kb_user_errors_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, err) = kb_cmd(home.path(), &["ingest", "nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown knowledge base 'nope'") && err.contains("social-insurance"), "{err}");
+    let (code, _, err) = kb_cmd(home.path(), &["ingest", "guides"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("models pull e5-small"), "{err}");
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bad.path().join("x")).unwrap();
+    std::fs::write(bad.path().join("x/kb.toml"), "id = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xiaoguan"))
+        .args(["kb", "list", "--kb-dir"])
+        .arg(bad.path())
+        .env("XIAOGUAN_HOME", home.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("x/kb.toml"), "{err}");
+}
