@@ -6,6 +6,8 @@
 //! deleted. Search shows only points whose hash the committed state holds, so a killed ingest
 //! leaves the knowledge base answering from its last complete state; the next ingest cleans up
 //! the pending documents and resumes (point ids are deterministic, so nothing is duplicated).
+//! Deletes are flushed before the pending marks are cleared: an unflushed delete can be lost
+//! to a kill (found by the kill test).
 
 use crate::definition::{Base, KbDefinition, SourceSpec};
 use crate::kb::KnowledgeBase;
@@ -183,6 +185,9 @@ impl KnowledgeBase {
             }
             self.store.delete(&f)?;
         }
+        // Deletes are durable only once flushed; the pending marks they clear are overwritten
+        // by the next commit.
+        self.store.flush()?;
 
         let mut report = IngestReport { kb: def.id.clone(), documents: docs.len(), skipped, ..Default::default() };
         let all_keys: HashSet<String> = docs.iter().map(|d| d.key.clone()).collect();
@@ -276,6 +281,7 @@ impl KnowledgeBase {
                 let hash = &state.documents[key].hash;
                 self.store.delete(&Filter::eq("doc_id", key.clone()).and(Condition::Ne { field: "doc_hash".into(), value: hash.clone().into() }))?;
             }
+            self.store.flush()?;
             state.pending.clear();
             self.commit(&state, &state_path)?;
             batches += 1;
@@ -294,6 +300,7 @@ impl KnowledgeBase {
             for key in &state.pending {
                 self.store.delete(&Filter::eq("doc_id", key.clone()))?;
             }
+            self.store.flush()?;
             state.pending.clear();
             self.commit(&state, &state_path)?;
             report.removed = removed.len();
