@@ -180,7 +180,16 @@ impl KnowledgeBase {
         scored.sort_by(|a, b| {
             b.0.total_cmp(&a.0).then(b.2.chars().count().cmp(&a.2.chars().count())).then(b.1.cmp(a.1))
         });
-        let keys: Vec<Value> = scored.iter().take(3).map(|(_, k, _)| Value::String((*k).clone())).collect();
+        // All documents tied with the best title (a code split into parts shares one title),
+        // and at least the best three.
+        let best = scored.first().map(|s| s.0).unwrap_or(0.0);
+        let keys: Vec<Value> = scored
+            .iter()
+            .enumerate()
+            .take_while(|(i, s)| *i < 3 || s.0 >= best - 1e-6)
+            .take(12)
+            .map(|(_, (_, k, _))| Value::String((*k).clone()))
+            .collect();
         if keys.is_empty() {
             return Ok(Vec::new());
         }

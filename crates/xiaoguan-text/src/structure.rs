@@ -134,8 +134,11 @@ pub fn parse_law_markdown(text: &str) -> Document {
         if let Some(t) = line.strip_prefix("# ") {
             if b.doc.title.is_empty() {
                 b.doc.title = t.trim().to_string();
-                continue;
+            } else {
+                // A second top-level heading is a part (编) of a code such as the 民法典.
+                b.heading(0, t.trim());
             }
+            continue;
         }
         if line == "<!-- INFO END -->" {
             in_info = false;
@@ -150,7 +153,7 @@ pub fn parse_law_markdown(text: &str) -> Document {
         }
         let hashes = line.chars().take_while(|c| *c == '#').count();
         if hashes >= 2 && line[hashes..].starts_with(' ') {
-            b.heading(hashes - 1, line[hashes..].trim());
+            b.heading(hashes, line[hashes..].trim());
             continue;
         }
         if let Some((label, n, body)) = article_start(line) {
@@ -208,6 +211,14 @@ mod tests {
         assert_eq!(last.heading_path, ["第二章 基本养老保险", "第一节 一般规定"]);
         assert_eq!(last.article_no, Some(16));
         assert!(last.text.ends_with("依照第三条规定的人员除外。"), "{}", last.text);
+    }
+
+    #[test]
+    fn a_code_split_into_parts_keeps_the_part_in_the_path() {
+        let d = parse_law_markdown("# 中华人民共和国民法典\n\n# 合同编\n\n## 第一分编 通则\n\n### 第一章 一般规定\n\n第四百六十三条 本编调整因合同产生的民事关系。\n");
+        assert_eq!(d.title, "中华人民共和国民法典");
+        assert_eq!(d.blocks[0].heading_path, ["合同编", "第一分编 通则", "第一章 一般规定"]);
+        assert_eq!(d.blocks[0].article_no, Some(463));
     }
 
     #[test]

@@ -53,6 +53,24 @@ pub enum KbCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Retrieval check on a question/answer file (JSON array or JSONL): recall@1, recall@k and MRR,
+    /// a hit being a chunk whose text matches the expected answer (e.g. LawBench 1-1 article recall).
+    Recall {
+        id: String,
+        file: PathBuf,
+        #[arg(long, default_value = "question")]
+        question_field: String,
+        #[arg(long, default_value = "answer")]
+        answer_field: String,
+        /// Removed from the start of each expected answer.
+        #[arg(long, default_value = "答案:")]
+        strip_prefix: String,
+        #[arg(long, short = 'k', default_value_t = 5)]
+        k: usize,
+        /// Write one line per question here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Version, documents, chunks, disk use.
     Stats { id: String },
     /// Delete a knowledge base's index and state (the definition stays).
@@ -160,6 +178,46 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             eprintln!("{} hits in {:.0} ms", hits.len(), started.elapsed().as_secs_f64() * 1e3);
             Ok(())
         }
+        KbCmd::Recall { id, file, question_field, answer_field, strip_prefix, k, out } => {
+            let def = definition::find(&defs, id)?;
+            let kb = open(reg, def)?;
+            let rows = read_rows(file)?;
+            let mut lines = Vec::new();
+            let (mut at1, mut atk, mut rr) = (0usize, 0usize, 0f64);
+            let mut lat = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let q = row.get(question_field).and_then(|v| v.as_str()).ok_or_else(|| {
+                    anyhow::anyhow!(xiaoguan_kb::KbError::InvalidQuery(format!("{}: row {} has no string field '{question_field}'", file.display(), i + 1)))
+                })?;
+                let a = row.get(answer_field).and_then(|v| v.as_str()).unwrap_or_default();
+                let expected = a.strip_prefix(strip_prefix.as_str()).unwrap_or(a);
+                let started = std::time::Instant::now();
+                let hits = kb.search(q, &SearchOptions { limit: *k, ..Default::default() })?;
+                lat.push(started.elapsed().as_secs_f64() * 1e3);
+                let rank = hits.iter().position(|h| text_matches(&h.text, expected));
+                if rank == Some(0) {
+                    at1 += 1;
+                }
+                if let Some(r) = rank {
+                    atk += 1;
+                    rr += 1.0 / (r as f64 + 1.0);
+                }
+                lines.push(serde_json::json!({"question": q, "rank": rank.map(|r| r + 1), "top": hits.first().map(|h| h.heading_path.clone())}));
+            }
+            lat.sort_by(f64::total_cmp);
+            let n = rows.len().max(1) as f64;
+            let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+            println!(
+                "{}",
+                serde_json::json!({"kb": id, "questions": rows.len(), "recall@1": at1 as f64 / n, format!("recall@{k}"): atk as f64 / n,
+                    "mrr": rr / n, "latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95)})
+            );
+            if let Some(path) = out {
+                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            }
+            Ok(())
+        }
         KbCmd::Stats { id } => {
             let def = definition::find(&defs, id)?;
             let kb = open(reg, def)?;
@@ -193,5 +251,67 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             }
             Ok(())
         }
+    }
+}
+
+fn read_rows(path: &Path) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let bad = |msg: String| anyhow::anyhow!(xiaoguan_kb::KbError::InvalidQuery(format!("{}: {msg}", path.display())));
+    if text.trim_start().starts_with('[') {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+        v.as_array()
+            .ok_or_else(|| bad("not an array".into()))?
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.as_object().cloned().ok_or_else(|| bad(format!("record {} is not an object", i + 1))))
+            .collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| match serde_json::from_str::<serde_json::Value>(l) {
+                Ok(serde_json::Value::Object(m)) => Ok(m),
+                Ok(_) => Err(bad(format!("line {}: not an object", i + 1))),
+                Err(e) => Err(bad(format!("line {}: {e}", i + 1))),
+            })
+            .collect()
+    }
+}
+
+/// Letters and digits only: punctuation and spacing differ between sources of the same text.
+fn squeeze(s: &str) -> Vec<char> {
+    s.chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
+/// A retrieved chunk matches the expected text when one contains the other (after squeezing)
+/// or their character bigrams overlap by at least 60% (Dice).
+pub fn text_matches(chunk: &str, expected: &str) -> bool {
+    let (a, b) = (squeeze(chunk), squeeze(expected));
+    if a.len() < 4 || b.len() < 4 {
+        return !a.is_empty() && a == b;
+    }
+    let (sa, sb): (String, String) = (a.iter().collect(), b.iter().collect());
+    // Containment counts when the shorter text is a substantial part of the longer one
+    // (a split article's part), not a short phrase that happens to occur in it.
+    let (short, long) = if a.len() <= b.len() { (a.len(), b.len()) } else { (b.len(), a.len()) };
+    if (sa.contains(&sb) || sb.contains(&sa)) && short * 10 >= long * 3 {
+        return true;
+    }
+    let grams = |v: &[char]| v.windows(2).map(|w| (w[0], w[1])).collect::<std::collections::HashSet<_>>();
+    let (ga, gb) = (grams(&a), grams(&b));
+    let inter = ga.intersection(&gb).count() as f64;
+    2.0 * inter / (ga.len() + gb.len()) as f64 >= 0.6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_matches;
+
+    #[test]
+    fn answer_matching() {
+        assert!(text_matches("第十六条 参加基本养老保险的个人，按月领取基本养老金。", "参加基本养老保险的个人,按月领取基本养老金"));
+        assert!(text_matches("按月领取基本养老金。", "参加基本养老保险的个人，按月领取基本养老金。"));
+        assert!(!text_matches("建筑工程开工前建设单位应当申请领取施工许可证", "参加基本养老保险的个人按月领取基本养老金"));
+        assert!(!text_matches("", "x"));
     }
 }
