@@ -70,6 +70,9 @@ pub enum KbCmd {
         /// Write one line per question here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Plain hybrid search only (no title + article-number lookup).
+        #[arg(long)]
+        no_article_lookup: bool,
     },
     /// Version, documents, chunks, disk use.
     Stats { id: String },
@@ -178,7 +181,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             eprintln!("{} hits in {:.0} ms", hits.len(), started.elapsed().as_secs_f64() * 1e3);
             Ok(())
         }
-        KbCmd::Recall { id, file, question_field, answer_field, strip_prefix, k, out } => {
+        KbCmd::Recall { id, file, question_field, answer_field, strip_prefix, k, out, no_article_lookup } => {
             let def = definition::find(&defs, id)?;
             let kb = open(reg, def)?;
             let rows = read_rows(file)?;
@@ -192,7 +195,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
                 let a = row.get(answer_field).and_then(|v| v.as_str()).unwrap_or_default();
                 let expected = a.strip_prefix(strip_prefix.as_str()).unwrap_or(a);
                 let started = std::time::Instant::now();
-                let hits = kb.search(q, &SearchOptions { limit: *k, ..Default::default() })?;
+                let hits = kb.search(q, &SearchOptions { limit: *k, article_lookup: !no_article_lookup, ..Default::default() })?;
                 lat.push(started.elapsed().as_secs_f64() * 1e3);
                 let rank = hits.iter().position(|h| text_matches(&h.text, expected));
                 if rank == Some(0) {
