@@ -188,19 +188,9 @@ impl VectorStore for EdgeStore {
         if legs.is_empty() || q.limit == 0 {
             return Ok(Vec::new());
         }
-        let request = if legs.len() == 1 {
-            let (query, _) = legs.pop().expect("one leg");
-            QueryRequest {
-                prefetches: vec![],
-                query: Some(query),
-                filter,
-                score_threshold: None,
-                limit: q.limit,
-                offset: 0,
-                params: None,
-                with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(true),
-            }
+        // One leg is queried directly; two are prefetched and fused by weighted RRF.
+        let (prefetches, query) = if legs.len() == 1 {
+            (vec![], legs.pop().expect("one leg").0)
         } else {
             let weights: Vec<OrderedFloat<f32>> = legs.iter().map(|(_, w)| OrderedFloat(*w)).collect();
             let prefetches = legs
@@ -214,17 +204,18 @@ impl VectorStore for EdgeStore {
                     score_threshold: None,
                 })
                 .collect();
-            QueryRequest {
-                prefetches,
-                query: Some(ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights: Some(weights) })),
-                filter,
-                score_threshold: None,
-                limit: q.limit,
-                offset: 0,
-                params: None,
-                with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(true),
-            }
+            (prefetches, ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights: Some(weights) }))
+        };
+        let request = QueryRequest {
+            prefetches,
+            query: Some(query),
+            filter,
+            score_threshold: None,
+            limit: q.limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
         };
         let hits = self.shard.query(request).map_err(|e| backend(&self.path, e))?;
         Ok(hits.into_iter().map(|h| Self::to_hit(h.id, h.score, h.payload)).collect())
