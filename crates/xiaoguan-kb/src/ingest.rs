@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xiaoguan_models::TextKind;
 use xiaoguan_store::{Condition, Filter, StorePoint, VectorStore};
-use xiaoguan_text::chunk_document;
+use xiaoguan_text::{chunk_document, Chunk};
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -167,6 +167,31 @@ fn point_id(kb: &str, key: &str, hash: &str, ordinal: usize) -> u64 {
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) >> 1
 }
 
+/// A chunk as the store keeps it: the document's metadata plus the chunk's place and text.
+fn store_point(def: &KbDefinition, d: &SourceDoc, hash: &str, c: &Chunk, dense: Vec<f32>, bm25_text: String) -> StorePoint {
+    let mut payload: Map<String, Value> = d.meta.clone();
+    payload.insert("kb".into(), def.id.clone().into());
+    payload.insert("doc_id".into(), d.key.clone().into());
+    payload.insert("doc_hash".into(), hash.into());
+    payload.insert("chunk_id".into(), format!("{}#{}", d.key, c.ordinal).into());
+    payload.insert("title".into(), d.doc.title.clone().into());
+    payload.insert("heading_path".into(), c.display_path(&d.doc.title).into());
+    payload.insert("ordinal".into(), (c.ordinal as u64).into());
+    payload.insert("text".into(), c.text.clone().into());
+    if let Some(a) = &c.article {
+        payload.insert("article".into(), a.clone().into());
+    }
+    if let Some(n) = c.article_no {
+        payload.insert("article_no".into(), (n as u64).into());
+    }
+    for (k, v) in [("region", &def.metadata.region), ("issuer", &def.metadata.issuer)] {
+        if let (false, Some(v)) = (payload.contains_key(k), v) {
+            payload.insert(k.into(), v.clone().into());
+        }
+    }
+    StorePoint { id: point_id(&def.id, &d.key, hash, c.ordinal), dense, bm25_text, payload }
+}
+
 impl KnowledgeBase {
     pub fn ingest(&self, opts: &IngestOptions) -> Result<IngestReport> {
         let started = Instant::now();
@@ -191,24 +216,24 @@ impl KnowledgeBase {
 
         let mut report = IngestReport { kb: def.id.clone(), documents: docs.len(), skipped, ..Default::default() };
         let all_keys: HashSet<String> = docs.iter().map(|d| d.key.clone()).collect();
-        let mut work: Vec<(SourceDoc, String)> = Vec::new();
+        // (document, hash, chunks): each changed document is chunked once.
+        let mut work: Vec<(SourceDoc, String, Vec<Chunk>)> = Vec::new();
         for d in docs {
             let hash = doc_hash(&d, def);
             match state.documents.get(&d.key) {
-                Some(old) if old.hash == hash => report.unchanged += 1,
-                Some(_) => {
-                    report.changed += 1;
-                    work.push((d, hash));
+                Some(old) if old.hash == hash => {
+                    report.unchanged += 1;
+                    continue;
                 }
-                None => {
-                    report.added += 1;
-                    work.push((d, hash));
-                }
+                Some(_) => report.changed += 1,
+                None => report.added += 1,
             }
+            let chunks = chunk_document(&d.doc, &def.chunking);
+            work.push((d, hash, chunks));
         }
         let removed: Vec<String> = state.documents.keys().filter(|k| !all_keys.contains(k.as_str())).cloned().collect();
         let new_version = state.version + 1;
-        let total_chunks: usize = work.iter().map(|(d, _)| chunk_document(&d.doc, &def.chunking).len()).sum();
+        let total_chunks: usize = work.iter().map(|(_, _, c)| c.len()).sum();
         let bar = if opts.progress { indicatif::ProgressBar::new(total_chunks as u64) } else { indicatif::ProgressBar::hidden() };
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks {per_sec} {eta}")
@@ -217,48 +242,24 @@ impl KnowledgeBase {
         );
         bar.set_message(format!("ingest {}", def.id));
 
-        let mut batches = 0;
-        for batch in work.chunks(opts.batch_docs.max(1)) {
+        let mut stopped = false;
+        for (batches, batch) in work.chunks(opts.batch_docs.max(1)).enumerate() {
             if opts.max_batches.is_some_and(|m| batches >= m) {
-                bar.finish_and_clear();
-                report.seconds = started.elapsed().as_secs_f64();
-                report.version = state.version;
-                report.total_chunks = state.total_chunks();
-                return Ok(report);
+                stopped = true;
+                break;
             }
-            state.pending = batch.iter().map(|(d, _)| d.key.clone()).collect();
+            state.pending = batch.iter().map(|(d, _, _)| d.key.clone()).collect();
             self.commit(&state, &state_path)?;
             let mut points = Vec::new();
             let mut doc_states = Vec::new();
-            for (d, hash) in batch {
-                let chunks = chunk_document(&d.doc, &def.chunking);
+            for (d, hash, chunks) in batch {
                 let texts: Vec<String> = chunks.iter().map(|c| c.index_text(&d.doc.title)).collect();
-                for (start, group) in texts.chunks(64).enumerate().map(|(i, g)| (i * 64, g)) {
+                for (group_no, group) in texts.chunks(64).enumerate() {
                     let refs: Vec<&str> = group.iter().map(String::as_str).collect();
                     let vecs = self.embedder.embed(&refs, TextKind::Passage)?;
-                    for (j, v) in vecs.into_iter().enumerate() {
-                        let c = &chunks[start + j];
-                        let mut payload: Map<String, Value> = d.meta.clone();
-                        payload.insert("kb".into(), def.id.clone().into());
-                        payload.insert("doc_id".into(), d.key.clone().into());
-                        payload.insert("doc_hash".into(), hash.clone().into());
-                        payload.insert("chunk_id".into(), format!("{}#{}", d.key, c.ordinal).into());
-                        payload.insert("title".into(), d.doc.title.clone().into());
-                        payload.insert("heading_path".into(), c.display_path(&d.doc.title).into());
-                        payload.insert("ordinal".into(), (c.ordinal as u64).into());
-                        payload.insert("text".into(), c.text.clone().into());
-                        if let Some(a) = &c.article {
-                            payload.insert("article".into(), a.clone().into());
-                        }
-                        if let Some(n) = c.article_no {
-                            payload.insert("article_no".into(), (n as u64).into());
-                        }
-                        for (k, v) in [("region", &def.metadata.region), ("issuer", &def.metadata.issuer)] {
-                            if let (false, Some(v)) = (payload.contains_key(k), v) {
-                                payload.insert(k.into(), v.clone().into());
-                            }
-                        }
-                        points.push(StorePoint { id: point_id(&def.id, &d.key, hash, c.ordinal), dense: v, bm25_text: texts[start + j].clone(), payload });
+                    for (j, dense) in vecs.into_iter().enumerate() {
+                        let i = group_no * 64 + j;
+                        points.push(store_point(def, d, hash, &chunks[i], dense, texts[i].clone()));
                     }
                     bar.inc(group.len() as u64);
                 }
@@ -284,11 +285,10 @@ impl KnowledgeBase {
             self.store.flush()?;
             state.pending.clear();
             self.commit(&state, &state_path)?;
-            batches += 1;
         }
         bar.finish_and_clear();
 
-        if !removed.is_empty() {
+        if !stopped && !removed.is_empty() {
             state.pending = removed.clone();
             self.commit(&state, &state_path)?;
             for key in &removed {
@@ -305,14 +305,13 @@ impl KnowledgeBase {
             self.commit(&state, &state_path)?;
             report.removed = removed.len();
         }
-        if report.chunks_embedded > 0 || report.removed > 0 {
-            self.store.flush()?;
+        if !stopped && (report.chunks_embedded > 0 || report.removed > 0) {
             self.store.optimize()?;
         }
         report.version = state.version;
         report.total_chunks = state.total_chunks();
         report.seconds = started.elapsed().as_secs_f64();
-        report.complete = true;
+        report.complete = !stopped;
         Ok(report)
     }
 

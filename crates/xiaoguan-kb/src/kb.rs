@@ -118,7 +118,8 @@ impl KnowledgeBase {
         if opts.limit == 0 || opts.limit > 200 {
             return Err(KbError::InvalidQuery(format!("limit must be 1..=200, got {}", opts.limit)));
         }
-        let state = self.state();
+        // Read-locked, not cloned: the committed state can hold thousands of documents.
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if state.documents.is_empty() {
             return Err(KbError::NotIngested(self.def.id.clone()));
         }

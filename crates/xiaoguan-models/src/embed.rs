@@ -77,13 +77,15 @@ impl BertEmbedder {
         format!("{prefix}{text}")
     }
 
+    fn encode(&self, text: &str, kind: TextKind) -> Result<tokenizers::Encoding> {
+        self.tokenizer
+            .encode(self.prefixed(text, kind), true)
+            .map_err(|e| ModelError::Inference(format!("tokenizing: {e}")))
+    }
+
     /// Token ids as the model sees them (prefixed, with specials, truncated keeping the final special).
     pub fn token_ids(&self, text: &str, kind: TextKind) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(self.prefixed(text, kind), true)
-            .map_err(|e| ModelError::Inference(format!("tokenizing: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
+        let mut ids = self.encode(text, kind)?.get_ids().to_vec();
         let max = self.facts.max_tokens;
         if ids.len() > max {
             let last = *ids.last().expect("non-empty");
@@ -156,11 +158,7 @@ impl Embedder for BertEmbedder {
     }
 
     fn count_tokens(&self, text: &str, kind: TextKind) -> Result<usize> {
-        let enc = self
-            .tokenizer
-            .encode(self.prefixed(text, kind), true)
-            .map_err(|e| ModelError::Inference(format!("tokenizing: {e}")))?;
-        Ok(enc.len())
+        Ok(self.encode(text, kind)?.len())
     }
 }
 

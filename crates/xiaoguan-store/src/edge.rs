@@ -7,7 +7,7 @@ use crate::types::{Condition, Filter, Hit, HybridQuery, Result, StoreError, Stor
 use crate::VectorStore;
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::external::ordered_float::{NotNan, OrderedFloat};
-use qdrant_edge::external::serde_json::{self, Value};
+use qdrant_edge::external::serde_json::Value;
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Fusion, Match, Modifier, NamedQuery,
@@ -277,11 +277,4 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<EdgeStore>();
-    let _ = serde_json::Value::Null;
 }

@@ -256,7 +256,7 @@ fn store(reg: &ModelRegistry, b: &StoreBench) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v[((v.len() as f64 - 1.0) * p).round() as usize]
     };
-    let disk = du(&dir);
+    let disk = super::disk_usage(&dir);
     let report = serde_json::json!({
         "bench": "store", "points": b.points, "dim": b.dim, "threads": threads(),
         "upserts_per_sec": b.points as f64 / upsert_secs, "optimize_secs": optimize_secs,
@@ -299,10 +299,4 @@ fn tempdir_in(home: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let dir = home.join(format!("bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     Ok(dir)
-}
-
-fn du(p: &std::path::Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| if e.path().is_dir() { du(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum())
-        .unwrap_or(0)
 }

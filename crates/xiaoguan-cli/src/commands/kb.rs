@@ -101,24 +101,6 @@ pub fn parse_filters(items: &[String]) -> anyhow::Result<Filter> {
     Ok(f)
 }
 
-fn dir_size(p: &Path) -> u64 {
-    walk_size(p)
-}
-
-fn walk_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<()> {
     let defs = definition::load_all(&paths.kb_dir)?;
     match cmd {
@@ -238,7 +220,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
                 serde_json::to_string_pretty(&serde_json::json!({
                     "id": def.id, "version": s.version, "updated_at": s.updated_at, "embedder": s.embedder,
                     "documents": s.documents.len(), "chunks": s.total_chunks(), "points": points,
-                    "points_by_doc_type": by_type, "pending": s.pending, "disk_bytes": dir_size(&kb.dir),
+                    "points_by_doc_type": by_type, "pending": s.pending, "disk_bytes": super::disk_usage(&kb.dir),
                 }))?
             );
             Ok(())

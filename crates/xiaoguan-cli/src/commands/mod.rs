@@ -23,3 +23,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kb { paths, cmd } => kb::run(&reg, paths, cmd),
     }
 }
+
+/// Bytes of all files below `p` (a knowledge base's or a benchmark's folder).
+pub fn disk_usage(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => disk_usage(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
