@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use xiaoguan_models::{Embedder, TextKind};
-use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, HybridQuery, VectorStore};
+use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, Hit, HybridQuery, VectorStore};
 
 pub const KEYWORD_FIELDS: &[&str] = &["doc_id", "doc_hash", "doc_type", "region", "issuer", "doc_no", "kb"];
 pub const INTEGER_FIELDS: &[&str] = &["article_no", "ordinal"];
@@ -50,13 +50,16 @@ pub struct SearchHit {
     pub doc_no: Option<String>,
     pub text: String,
     pub score: f32,
+    /// Cosine similarity of the chunk to the query (absolute; see `Hit::dense_similarity`).
+    pub similarity: Option<f32>,
     /// How it was found: "hybrid" or "article".
     pub via: &'static str,
     pub payload: Map<String, Value>,
 }
 
 impl SearchHit {
-    fn from_payload(kb: &str, score: f32, via: &'static str, payload: Map<String, Value>) -> Self {
+    fn from_hit(kb: &str, via: &'static str, hit: Hit) -> Self {
+        let (score, similarity, payload) = (hit.score, hit.dense_similarity, hit.payload);
         let s = |k: &str| payload.get(k).and_then(Value::as_str).map(String::from);
         Self {
             kb: kb.to_string(),
@@ -68,6 +71,7 @@ impl SearchHit {
             doc_no: s("doc_no"),
             text: s("text").unwrap_or_default(),
             score,
+            similarity,
             via,
             payload,
         }
@@ -152,7 +156,7 @@ impl KnowledgeBase {
                 if out.len() >= opts.limit {
                     break;
                 }
-                let hit = SearchHit::from_payload(&self.def.id, h.score, "hybrid", h.payload);
+                let hit = SearchHit::from_hit(&self.def.id, "hybrid", h);
                 if committed(&state, &hit) && seen.insert(hit.chunk_id.clone()) {
                     out.push(hit);
                 }
@@ -204,7 +208,7 @@ impl KnowledgeBase {
             .store
             .search(&hq)?
             .into_iter()
-            .map(|h| SearchHit::from_payload(&self.def.id, h.score, "article", h.payload))
+            .map(|h| SearchHit::from_hit(&self.def.id, "article", h))
             .filter(|h| committed(state, h))
             .collect();
         // Order by the title ranking, keeping each article's parts in order.

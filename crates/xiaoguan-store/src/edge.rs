@@ -136,7 +136,7 @@ impl EdgeStore {
             PointId::NumId(n) => n,
             PointId::Uuid(_) => 0,
         };
-        Hit { id, score, payload: payload.map(|p| p.0.into_iter().collect()).unwrap_or_default() }
+        Hit { id, score, dense_similarity: None, payload: payload.map(|p| p.0.into_iter().collect()).unwrap_or_default() }
     }
 }
 
@@ -214,11 +214,25 @@ impl VectorStore for EdgeStore {
             limit: q.limit,
             offset: 0,
             params: None,
-            with_vector: WithVector::Bool(false),
+            // The dense vector comes back so each hit can carry its absolute cosine similarity.
+            with_vector: if q.dense.is_empty() { WithVector::Bool(false) } else { WithVector::Selector(vec![DENSE.into()]) },
             with_payload: WithPayloadInterface::Bool(true),
         };
         let hits = self.shard.query(request).map_err(|e| backend(&self.path, e))?;
-        Ok(hits.into_iter().map(|h| Self::to_hit(h.id, h.score, h.payload)).collect())
+        Ok(hits
+            .into_iter()
+            .map(|h| {
+                let similarity = h
+                    .vector
+                    .as_ref()
+                    .and_then(|v| v.get(DENSE))
+                    .and_then(|r| <&[f32]>::try_from(r).ok())
+                    .map(|v| cosine(&q.dense, v));
+                let mut hit = Self::to_hit(h.id, h.score, h.payload);
+                hit.dense_similarity = similarity;
+                hit
+            })
+            .collect())
     }
 
     fn count(&self, filter: &Filter) -> Result<usize> {
@@ -277,4 +291,18 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
 }

@@ -82,6 +82,10 @@ impl HybridQuery {
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
     pub id: u64,
+    /// The fused (rank-based) score: comparable within one result list only.
     pub score: f32,
+    /// Cosine similarity of the point's dense vector to the query vector: an absolute measure
+    /// of relevance that can be compared across queries and collections (for evidence gates).
+    pub dense_similarity: Option<f32>,
     pub payload: Map<String, Value>,
 }
