@@ -1,0 +1,11 @@
+//! The assist layer of xiaoguan: what hotline agents and the 小莞 assistant get back.
+//! Routing, the evidence gate, canonical FAQ answers, grounded generation with verification,
+//! structured facts, extractive answers, ticket assist (masking, summary, type, domain,
+//! dispatch, 弱信号), and the classifiers behind them. Knows nothing of HTTP.
+
+pub mod classify;
+pub mod embed_cache;
+pub mod error;
+pub mod metrics;
+
+pub use error::{AssistError, Result};
