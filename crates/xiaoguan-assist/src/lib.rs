@@ -4,8 +4,14 @@
 //! dispatch, 弱信号), and the classifiers behind them. Knows nothing of HTTP.
 
 pub mod classify;
+pub mod dispatch;
 pub mod embed_cache;
 pub mod error;
+pub mod lexical;
 pub mod metrics;
+pub mod qa;
+pub mod signals;
+pub mod summary;
+pub mod ticket;
 
 pub use error::{AssistError, Result};

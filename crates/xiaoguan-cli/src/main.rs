@@ -38,6 +38,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: commands::kb::KbCmd,
     },
+    /// Train and run the ticket classifiers (request type, domain, category, department).
+    #[command(subcommand)]
+    Classify(commands::classify::ClassifyCmd),
     /// Measure embedding and generation speed on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),
@@ -57,7 +60,8 @@ fn main() -> ExitCode {
             // 2 = the user's input was wrong; 1 = something failed on our side or the environment's.
             let user = e.downcast_ref::<xiaoguan_models::ModelError>().is_some_and(|m| m.is_user_error())
                 || e.downcast_ref::<xiaoguan_kb::KbError>().is_some_and(|k| k.is_user_error())
-                || e.downcast_ref::<xiaoguan_kb::definition::DefinitionError>().is_some();
+                || e.downcast_ref::<xiaoguan_kb::definition::DefinitionError>().is_some()
+                || e.downcast_ref::<xiaoguan_assist::AssistError>().is_some_and(|a| a.is_user_error());
             ExitCode::from(if user { 2 } else { 1 })
         }
     }

@@ -105,6 +105,11 @@ impl KnowledgeBase {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The committed version (without cloning the document list).
+    pub fn version(&self) -> u64 {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).version
+    }
+
     pub fn store(&self) -> &dyn VectorStore {
         &self.store
     }
@@ -119,6 +124,17 @@ impl KnowledgeBase {
         if query.is_empty() {
             return Err(KbError::InvalidQuery("the query is empty".into()));
         }
+        let dense = self.embedder.embed(&[query], TextKind::Query)?.pop().unwrap_or_default();
+        self.search_embedded(query, &dense, opts)
+    }
+
+    /// `search` with the query already embedded (by this KB's embedder): one embedding serves
+    /// every knowledge base a question is routed to.
+    pub fn search_embedded(&self, query: &str, dense: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(KbError::InvalidQuery("the query is empty".into()));
+        }
         if opts.limit == 0 || opts.limit > 200 {
             return Err(KbError::InvalidQuery(format!("limit must be 1..=200, got {}", opts.limit)));
         }
@@ -127,11 +143,10 @@ impl KnowledgeBase {
         if state.documents.is_empty() {
             return Err(KbError::NotIngested(self.def.id.clone()));
         }
-        let dense = self.embedder.embed(&[query], TextKind::Query)?.pop().unwrap_or_default();
         let mut out: Vec<SearchHit> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         if opts.article_lookup {
-            for hit in self.article_lookup(query, &dense, &state, opts)? {
+            for hit in self.article_lookup(query, dense, &state, opts)? {
                 if seen.insert(hit.chunk_id.clone()) {
                     out.push(hit);
                 }
@@ -142,7 +157,7 @@ impl KnowledgeBase {
         let mut fetch = opts.limit * 2 + 5;
         loop {
             let hq = HybridQuery {
-                dense: dense.clone(),
+                dense: dense.to_vec(),
                 text: query.to_string(),
                 limit: fetch,
                 candidates: fetch.max(50),

@@ -5,6 +5,7 @@
 pub mod features;
 pub mod knn;
 pub mod linear;
+pub mod spec;
 pub mod train;
 
 use crate::error::{AssistError, Result};

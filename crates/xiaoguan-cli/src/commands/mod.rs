@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod classify;
 pub mod infer;
 pub mod kb;
 pub mod models;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => infer::generate(&reg, args),
         Command::Bench(cmd) => bench::run(&reg, cmd),
         Command::Kb { paths, cmd } => kb::run(&reg, paths, cmd),
+        Command::Classify(cmd) => classify::run(&reg, cmd),
     }
 }
 

@@ -1,0 +1,280 @@
+//! Structured facts (the start of a 政务知识图谱): approval items with their accepting department,
+//! promised working days and materials (records in any KB with doc_type "approval-item"), and the
+//! 一件事 bundles of the dispatch rules. Questions about these fields are answered exactly from
+//! the record, citing it — never paraphrased by the generator.
+
+use crate::dispatch::Bundle;
+use crate::lexical::{bigrams, containment, content};
+use serde::Serialize;
+use serde_json::Value;
+use xiaoguan_kb::KnowledgeBase;
+use xiaoguan_store::Filter;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalItem {
+    pub kb: String,
+    pub doc_id: String,
+    pub chunk_id: String,
+    pub item: String,
+    pub department: String,
+    pub promised_working_days: Option<f64>,
+    pub materials: Vec<String>,
+    pub region: Option<String>,
+}
+
+/// What a facts question asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactField {
+    Materials,
+    Department,
+    TimeLimit,
+    BundleItems,
+}
+
+const INTENTS: &[(FactField, &[&str])] = &[
+    (FactField::Materials, &["哪些材料", "什么材料", "材料清单", "申请材料", "要带什么", "带什么", "提交什么", "准备什么", "需要材料", "要什么材料", "所需材料"]),
+    (FactField::Department, &["哪个部门", "什么部门", "哪个单位", "哪个机关", "哪里受理", "在哪办", "在哪里办", "去哪办", "去哪里办", "谁受理", "谁负责", "受理部门", "由谁", "找谁"]),
+    (FactField::TimeLimit, &["几个工作日", "多少个工作日", "几天", "多少天", "多长时间", "多久", "时限", "办结"]),
+    (FactField::BundleItems, &["包括哪些", "包含哪些", "有哪些事项", "哪些事项", "涉及哪些", "怎么办理一件事"]),
+];
+
+/// The fields a question asks about (several may be asked at once).
+pub fn intents(question: &str) -> Vec<FactField> {
+    INTENTS.iter().filter(|(_, words)| words.iter().any(|w| question.contains(w))).map(|(f, _)| *f).collect()
+}
+
+/// The question with its field words removed: what it is about.
+fn topic(question: &str) -> String {
+    let mut t = question.to_string();
+    for (_, words) in INTENTS {
+        for w in *words {
+            t = t.replace(w, " ");
+        }
+    }
+    for w in GENERIC {
+        t = t.replace(w, " ");
+    }
+    content(&t).into_iter().collect()
+}
+
+/// Words every item or question has: they say nothing about which item.
+const GENERIC: &[&str] = &["一件事", "审批", "办理", "申请", "核发", "手续", "受理", "承诺", "部门", "时限", "需要", "材料", "要"];
+
+fn piece_bigrams(text: &str) -> std::collections::HashSet<(char, char)> {
+    let mut out = std::collections::HashSet::new();
+    for piece in text.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
+        out.extend(bigrams(&piece.chars().collect::<Vec<_>>()));
+    }
+    out
+}
+
+fn topic_score(question_topic: &str, name: &str) -> f32 {
+    let mut name_t = name.to_string();
+    for w in GENERIC {
+        name_t = name_t.replace(w, " ");
+    }
+    let (qb, nb) = (piece_bigrams(question_topic), piece_bigrams(&name_t));
+    if qb.is_empty() || nb.is_empty() {
+        return 0.0;
+    }
+    // The question names the item (most of the question's topic is in the name) and says
+    // enough of the name to pick it out.
+    let covered = containment(&qb, &nb);
+    let named = containment(&nb, &qb);
+    0.7 * covered + 0.3 * named
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FactIndex {
+    pub items: Vec<ApprovalItem>,
+    pub bundles: Vec<Bundle>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum FactMatch {
+    Item { item: ApprovalItem, fields: Vec<FactField>, score: f32 },
+    Bundle { bundle: Bundle, fields: Vec<FactField>, score: f32 },
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl FactIndex {
+    /// Collect the approval-item records of these KBs.
+    pub fn build(kbs: &[std::sync::Arc<KnowledgeBase>], bundles: Vec<Bundle>) -> crate::Result<Self> {
+        let mut items: Vec<ApprovalItem> = Vec::new();
+        for kb in kbs {
+            let filter = Filter::eq("doc_type", "approval-item");
+            let mut offset = None;
+            loop {
+                let (page, next) = kb.store().scroll(&filter, offset, 256).map_err(xiaoguan_kb::KbError::from)?;
+                for h in page {
+                    let p = &h.payload;
+                    let s = |k: &str| p.get(k).and_then(as_string);
+                    let (Some(item), Some(doc_id)) = (s("item"), s("doc_id")) else { continue };
+                    if items.iter().any(|i| i.doc_id == doc_id && i.kb == kb.def.id) {
+                        continue;
+                    }
+                    let materials = match p.get("materials") {
+                        Some(Value::Array(a)) => a.iter().filter_map(as_string).collect(),
+                        Some(Value::String(s)) => s.split(['；', ';', '\n']).map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect(),
+                        _ => Vec::new(),
+                    };
+                    let mut materials_dedup: Vec<String> = Vec::new();
+                    for m in materials {
+                        if !materials_dedup.contains(&m) {
+                            materials_dedup.push(m);
+                        }
+                    }
+                    items.push(ApprovalItem {
+                        kb: kb.def.id.clone(),
+                        chunk_id: s("chunk_id").unwrap_or_default(),
+                        doc_id,
+                        item,
+                        department: s("department").unwrap_or_default(),
+                        promised_working_days: p.get("promised_working_days").and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))),
+                        materials: materials_dedup,
+                        region: s("region"),
+                    });
+                }
+                match next {
+                    Some(n) => offset = Some(n),
+                    None => break,
+                }
+            }
+        }
+        items.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
+        Ok(Self { items, bundles })
+    }
+
+    /// The record a field question is about, when the question names one clearly.
+    pub fn lookup(&self, question: &str, min_score: f32) -> Option<FactMatch> {
+        let fields = intents(question);
+        if fields.is_empty() {
+            return None;
+        }
+        let t = topic(question);
+        if fields.contains(&FactField::BundleItems) || question.contains("一件事") {
+            let best = self
+                .bundles
+                .iter()
+                .map(|b| (b, b.any.iter().filter(|w| question.contains(w.as_str())).count() as f32 * 0.5 + topic_score(&t, &b.name)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((b, s)) = best.filter(|(_, s)| *s >= min_score) {
+                return Some(FactMatch::Bundle { bundle: b.clone(), fields: vec![FactField::BundleItems], score: s.min(1.0) });
+            }
+        }
+        let item_fields: Vec<FactField> = fields.into_iter().filter(|f| *f != FactField::BundleItems).collect();
+        if item_fields.is_empty() {
+            return None;
+        }
+        let mut scored: Vec<(&ApprovalItem, f32)> = self.items.iter().map(|i| (i, topic_score(&t, &i.item))).collect();
+        // Best score first; among equals the shorter (more general) item name.
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.item.chars().count().cmp(&b.0.item.chars().count())));
+        let (item, score) = scored.first().copied()?;
+        (score >= min_score).then(|| FactMatch::Item { item: item.clone(), fields: item_fields, score })
+    }
+}
+
+/// The exact answer text for a match, from the record's fields only. Cites source [1].
+pub fn render(m: &FactMatch) -> String {
+    match m {
+        FactMatch::Item { item, fields, .. } => {
+            let mut parts = Vec::new();
+            for f in fields {
+                match f {
+                    FactField::Department => parts.push(format!("受理部门：{}。", item.department)),
+                    FactField::TimeLimit => match item.promised_working_days {
+                        Some(d) => parts.push(format!("承诺办理时限：{} 个工作日。", trim_float(d))),
+                        None => parts.push("事项清单未载明承诺办理时限。".into()),
+                    },
+                    FactField::Materials => {
+                        let list: Vec<String> = item.materials.iter().enumerate().map(|(i, m)| format!("{}. {m}", i + 1)).collect();
+                        parts.push(format!("需提交的材料（共 {} 项）：\n{}", item.materials.len(), list.join("\n")));
+                    }
+                    FactField::BundleItems => {}
+                }
+            }
+            let region = item.region.as_deref().map(|r| format!("（{r}事项清单）")).unwrap_or_default();
+            format!("“{}”{region}\n{} [1]", item.item, parts.join("\n"))
+        }
+        FactMatch::Bundle { bundle, .. } => format!(
+            "“{}”包括以下事项：{}。牵头部门：{}；协同部门：{}。 [1]",
+            bundle.name,
+            bundle.items.join("、"),
+            bundle.lead,
+            bundle.departments.join("、")
+        ),
+    }
+}
+
+fn trim_float(d: f64) -> String {
+    if d.fract() == 0.0 {
+        format!("{}", d as i64)
+    } else {
+        format!("{d}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, dept: &str, days: f64, materials: &[&str]) -> ApprovalItem {
+        ApprovalItem {
+            kb: "k".into(),
+            doc_id: name.into(),
+            chunk_id: format!("{name}#0"),
+            item: name.into(),
+            department: dept.into(),
+            promised_working_days: Some(days),
+            materials: materials.iter().map(|s| s.to_string()).collect(),
+            region: Some("唐山".into()),
+        }
+    }
+
+    fn index() -> FactIndex {
+        FactIndex {
+            items: vec![
+                item("建筑工程施工许可证核发", "唐山市住房和城乡建设局", 3.0, &["施工合同", "监理合同"]),
+                item("建筑工程施工许可证核发（市政）", "唐山市行政审批局", 3.0, &["a"]),
+                item("建设工程消防验收", "唐山市应急管理局", 10.0, &["消防验收申请表"]),
+                item("企业投资项目备案", "唐山市行政审批局", 1.0, &["备案信息"]),
+            ],
+            bundles: vec![Bundle {
+                name: "新生儿出生一件事".into(),
+                lead: "卫生健康委".into(),
+                departments: vec!["公安局".into()],
+                items: vec!["出生医学证明".into(), "户口登记".into()],
+                any: vec!["新生儿".into(), "出生".into()],
+                source: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn answers_fields_exactly_from_the_record() {
+        let idx = index();
+        let m = idx.lookup("办理施工许可需要哪些材料？", 0.5).expect("match");
+        let text = render(&m);
+        assert!(text.contains("建筑工程施工许可证核发") && text.contains("1. 施工合同") && text.contains("共 2 项"), "{text}");
+        let m = idx.lookup("消防验收哪个部门受理，承诺几个工作日？", 0.5).expect("match");
+        let text = render(&m);
+        assert!(text.contains("唐山市应急管理局") && text.contains("10 个工作日"), "{text}");
+        let m = idx.lookup("新生儿出生一件事包括哪些事项", 0.5).expect("bundle");
+        assert!(render(&m).contains("出生医学证明、户口登记"));
+    }
+
+    #[test]
+    fn does_not_fire_without_a_field_question_or_a_named_item() {
+        let idx = index();
+        assert!(idx.lookup("施工许可是什么", 0.5).is_none(), "no field asked");
+        assert!(idx.lookup("养老保险需要哪些材料", 0.5).is_none(), "no such item");
+    }
+}

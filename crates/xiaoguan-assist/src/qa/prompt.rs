@@ -1,0 +1,35 @@
+//! The grounded-generation prompt: numbered sources packed into a token budget, an instruction to
+//! answer in Chinese from those sources only and to cite them as [1], [2]…
+
+use xiaoguan_models::{ChatMessage, Generator, Role};
+
+pub const SYSTEM: &str = "你是政务服务助手“小莞”。只根据用户消息中给出的资料回答问题，使用简体中文，简洁、准确，不要编造。\
+每句话末尾用方括号标注所依据资料的编号，例如[1]。资料中没有答案时，只回答“资料中没有相关内容”。";
+
+/// One numbered source as the model sees it.
+pub fn source_block(n: usize, title: &str, heading: &str, text: &str) -> String {
+    let head = if heading.is_empty() || heading == title { format!("《{title}》") } else { heading.to_string() };
+    format!("[{n}] {head}\n{text}")
+}
+
+/// Messages for the generator; sources are taken in order until `max_tokens` of context is used
+/// (at least one, cut to fit). Returns the messages and how many sources went in.
+pub fn build(generator: &dyn Generator, question: &str, sources: &[String], max_tokens: usize) -> xiaoguan_models::Result<(Vec<ChatMessage>, usize)> {
+    let mut used = generator.count_tokens(SYSTEM)? + generator.count_tokens(question)? + 32;
+    let mut blocks: Vec<String> = Vec::new();
+    for s in sources {
+        let t = generator.count_tokens(s)?;
+        if used + t > max_tokens {
+            if blocks.is_empty() {
+                // The best source alone is too long: keep its head.
+                let keep = (s.chars().count() * (max_tokens.saturating_sub(used)) / t.max(1)).max(80);
+                blocks.push(s.chars().take(keep).collect());
+            }
+            break;
+        }
+        used += t;
+        blocks.push(s.clone());
+    }
+    let user = format!("资料：\n{}\n\n问题：{question}", blocks.join("\n\n"));
+    Ok((vec![ChatMessage::new(Role::System, SYSTEM), ChatMessage::new(Role::User, user)], blocks.len()))
+}

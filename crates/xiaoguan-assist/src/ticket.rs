@@ -1,0 +1,282 @@
+//! Ticket assist for 12345 hotline agents: personal data masked, a summary, 诉求类型, domain and
+//! handling category with confidences, ranked departments with reasons (派单), 弱信号 flags, a
+//! grounded suggested reply and similar past tickets. Low confidence anywhere says so.
+
+use crate::classify::{embedding_text, ClassifierModel, LabelScore, Prediction};
+use crate::dispatch::{DepartmentScore, DispatchRules, RuleMatch};
+use crate::error::{AssistError, Result};
+use crate::qa::{Answer, AnswerMode, AskRequest, Assistant};
+use crate::signals::{self, SignalReport};
+use crate::summary::summarize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use xiaoguan_models::{Embedder, TextKind};
+use xiaoguan_text::{mask_pii, PiiKind};
+
+pub const MAX_TICKET_CHARS: usize = 5000;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TicketInput {
+    pub text: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Caller-provided fields (channel, district…), passed through.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Draft the suggested reply with the generator (slow on CPU) instead of extractively.
+    #[serde(default)]
+    pub generate: bool,
+    /// Leave a known ticket out of the kNN memory (evaluating rows the memory holds).
+    #[serde(skip)]
+    pub exclude_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabeledField {
+    pub label: String,
+    pub confidence: f32,
+    /// True when confidence is below the calibrated threshold: a person should check it.
+    pub needs_review: bool,
+    pub ranked: Vec<LabelScore>,
+    /// "classifier", "classifier+rules" or "rules".
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimilarTicket {
+    pub id: String,
+    pub label: String,
+    pub similarity: f32,
+    pub snippet: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketTimings {
+    pub classify_ms: f64,
+    pub reply_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketResult {
+    pub masked_text: String,
+    pub masked: BTreeMap<String, usize>,
+    pub summary: String,
+    pub request_type: Option<LabeledField>,
+    pub domain: Option<LabeledField>,
+    pub category_l1: Option<LabeledField>,
+    pub handling_category: LabeledField,
+    pub departments: Vec<DepartmentScore>,
+    pub dispatch_rules: Vec<RuleMatch>,
+    pub dispatch_needs_review: bool,
+    pub signals: SignalReport,
+    pub suggested_reply: Option<Answer>,
+    pub similar_tickets: Vec<SimilarTicket>,
+    /// Something above is uncertain (or flagged): a person should review before acting.
+    pub needs_review: bool,
+    pub fields: BTreeMap<String, String>,
+    pub timings: TicketTimings,
+}
+
+/// The classifier heads ticket assist uses; any may be missing (not trained yet).
+#[derive(Default)]
+pub struct TicketClassifiers {
+    pub request_type: Option<ClassifierModel>,
+    pub domain: Option<ClassifierModel>,
+    pub category_l1: Option<ClassifierModel>,
+    pub department: Option<ClassifierModel>,
+}
+
+pub struct TicketAssist {
+    pub classifiers: TicketClassifiers,
+    pub rules: DispatchRules,
+    pub embedder: Option<Arc<dyn Embedder>>,
+    pub assistant: Option<Arc<Assistant>>,
+    /// Weight of a matched rule against the classifier's distribution (which sums to 1).
+    pub rule_bonus: f32,
+}
+
+const HELP_CUES: &[&str] = &["求助", "帮帮", "帮忙", "帮助", "救助", "无助", "求求", "走投无路", "怎么办"];
+const REPORT_CUES: &[&str] = &["举报", "检举", "揭发"];
+const PRAISE_CUES: &[&str] = &["表扬", "感谢", "点赞", "锦旗", "致谢", "感激"];
+const COMPLAINT_CUES: &[&str] = &["投诉", "不满", "不作为", "乱收费", "扰民", "违规", "违法"];
+const DISPUTE_CUES: &[&str] = &["纠纷", "拖欠", "欠薪", "讨薪", "退款", "押金", "赔偿", "违约", "合同", "房东", "租客", "邻居", "物业费", "装修", "维权", "工资"];
+
+/// The product's 诉求类型 from the classifier's three dev-data classes plus cue words.
+fn request_type_label(class: &str, text: &str) -> (String, &'static str) {
+    let has = |cues: &[&str]| cues.iter().any(|c| text.contains(c));
+    if has(PRAISE_CUES) && !has(COMPLAINT_CUES) {
+        return ("表扬".into(), "classifier+rules");
+    }
+    match class {
+        "建言" => ("建议".into(), "classifier"),
+        "咨询" => ("咨询".into(), "classifier"),
+        "投诉/求助" | "投诉求助" => {
+            if has(REPORT_CUES) {
+                ("举报".into(), "classifier+rules")
+            } else if has(HELP_CUES) && !has(COMPLAINT_CUES) {
+                ("求助".into(), "classifier+rules")
+            } else {
+                ("投诉".into(), "classifier+rules")
+            }
+        }
+        other => (other.to_string(), "classifier"),
+    }
+}
+
+fn field(p: &Prediction, source: &'static str) -> LabeledField {
+    LabeledField {
+        label: p.ranked.first().map(|r| r.label.clone()).unwrap_or_default(),
+        confidence: p.confidence,
+        needs_review: p.abstained,
+        ranked: p.ranked.iter().take(3).cloned().collect(),
+        source,
+    }
+}
+
+impl TicketAssist {
+    fn embedding(&self, text: &str) -> Result<Option<Vec<f32>>> {
+        let needs = [&self.classifiers.request_type, &self.classifiers.domain, &self.classifiers.category_l1, &self.classifiers.department]
+            .iter()
+            .any(|c| c.as_ref().is_some_and(|m| m.needs_embedding()));
+        match (&self.embedder, needs) {
+            (Some(e), true) => Ok(e.embed(&[&embedding_text(text)], TextKind::Query)?.pop()),
+            (None, true) => Err(AssistError::Internal("a classifier needs the embedder but none is loaded".into())),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn assist(&self, input: &TicketInput) -> Result<TicketResult> {
+        let started = Instant::now();
+        let raw = input.text.trim();
+        if raw.is_empty() {
+            return Err(AssistError::InvalidInput("the ticket text is empty".into()));
+        }
+        if raw.chars().count() > MAX_TICKET_CHARS {
+            return Err(AssistError::InvalidInput(format!("the ticket is longer than {MAX_TICKET_CHARS} characters")));
+        }
+        let masked = mask_pii(raw);
+        let title = input.title.as_deref().map(|t| mask_pii(t).text);
+        let text = match &title {
+            Some(t) if !t.trim().is_empty() => format!("{t}。{}", masked.text),
+            _ => masked.text.clone(),
+        };
+        let mut counts = BTreeMap::new();
+        for kind in [PiiKind::Phone, PiiKind::IdCard, PiiKind::BankCard, PiiKind::Plate, PiiKind::Email, PiiKind::Name] {
+            let n = masked.count(kind);
+            if n > 0 {
+                counts.insert(serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(), n);
+            }
+        }
+        let emb = self.embedding(&text)?;
+        let predict = |m: &Option<ClassifierModel>| -> Option<Prediction> {
+            m.as_ref().map(|m| {
+                let (p, n) = m.distribution(&text, emb.as_deref(), input.exclude_id.as_deref());
+                m.to_prediction(&p, &n)
+            })
+        };
+        let rt = predict(&self.classifiers.request_type);
+        let domain = predict(&self.classifiers.domain);
+        let l1 = predict(&self.classifiers.category_l1);
+        let dept = predict(&self.classifiers.department);
+        let request_type = rt.as_ref().map(|p| {
+            let mut f = field(p, "classifier");
+            let (label, source) = request_type_label(&f.label, &text);
+            f.label = label;
+            f.source = source;
+            f
+        });
+        let dispute = DISPUTE_CUES.iter().filter(|c| text.contains(*c)).count();
+        let handling_category = LabeledField {
+            label: if dispute > 0 { "纠纷类".into() } else { "问题类".into() },
+            confidence: if dispute > 0 { (0.5 + 0.15 * dispute as f32).min(0.9) } else { 0.6 },
+            // No labelled data for this field: rules only, so a person confirms 不合理诉求 and edge cases.
+            needs_review: dispute == 0 || dispute == 1,
+            ranked: Vec::new(),
+            source: "rules",
+        };
+        let (departments, dispatch_rules) = self.rules.rank(&text, dept.as_ref(), self.rule_bonus);
+        let dispatch_needs_review = match (&dept, dispatch_rules.is_empty()) {
+            (Some(p), true) => p.abstained,
+            (None, true) => true,
+            (_, false) => departments.first().is_none_or(|d| d.confidence < 0.4),
+        };
+        let signals = signals::detect(&text);
+        let similar_tickets: Vec<SimilarTicket> = domain
+            .as_ref()
+            .or(rt.as_ref())
+            .map(|p| p.neighbours.iter().map(|n| SimilarTicket { id: n.id.clone(), label: n.label.clone(), similarity: n.similarity, snippet: n.snippet.clone() }).collect())
+            .unwrap_or_default();
+        let classify_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let suggested_reply = match &self.assistant {
+            Some(a) => {
+                let question: String = summarize(&masked.text, None, 200);
+                let req = AskRequest {
+                    question,
+                    mode: if input.generate { AnswerMode::Generate } else { AnswerMode::Extractive },
+                    ..Default::default()
+                };
+                Some(a.ask(&req, &mut |_| true)?)
+            }
+            None => None,
+        };
+        let reply_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let needs_review = signals.escalate
+            || dispatch_needs_review
+            || request_type.as_ref().is_none_or(|f| f.needs_review)
+            || domain.as_ref().is_none_or(|p| p.abstained)
+            || suggested_reply.as_ref().is_none_or(|a| a.handoff);
+        Ok(TicketResult {
+            masked_text: masked.text,
+            masked: counts,
+            summary: summarize(&text, None, 160),
+            request_type,
+            domain: domain.as_ref().map(|p| field(p, "classifier")),
+            category_l1: l1.as_ref().map(|p| field(p, "classifier")),
+            handling_category,
+            departments: departments.into_iter().take(5).collect(),
+            dispatch_rules,
+            dispatch_needs_review,
+            signals,
+            suggested_reply,
+            similar_tickets,
+            needs_review,
+            fields: input.fields.clone(),
+            timings: TicketTimings { classify_ms, reply_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_type_refinement() {
+        assert_eq!(request_type_label("投诉/求助", "我要举报小区违建").0, "举报");
+        assert_eq!(request_type_label("投诉/求助", "老人走失了，求助").0, "求助");
+        assert_eq!(request_type_label("投诉/求助", "投诉物业乱收费").0, "投诉");
+        assert_eq!(request_type_label("建言", "建议增设公交线路").0, "建议");
+        assert_eq!(request_type_label("咨询", "感谢街道工作人员的耐心帮助").0, "表扬");
+    }
+
+    #[test]
+    fn masks_flags_and_dispatches_without_models() {
+        let rules = DispatchRules::parse(
+            "[[rules]]\nid = \"gas\"\ndepartments = [\"城市管理委\"]\nany = [\"燃气\"]\nreason = \"燃气安全由城市管理部门负责\"\n",
+        )
+        .unwrap();
+        let ta = TicketAssist { classifiers: TicketClassifiers::default(), rules, embedder: None, assistant: None, rule_bonus: 1.0 };
+        let r = ta.assist(&TicketInput { text: "我叫王小明，电话13812345678，楼道燃气泄漏很严重，请尽快处理！".into(), ..Default::default() }).unwrap();
+        assert!(!r.masked_text.contains("13812345678") && !r.masked_text.contains("王小明"), "{}", r.masked_text);
+        assert!(!r.summary.contains("13812345678"));
+        assert_eq!(r.masked.get("phone"), Some(&1));
+        assert!(r.signals.escalate && r.needs_review);
+        assert_eq!(r.departments[0].department, "城市管理委");
+        assert!(r.departments[0].reasons[0].contains("gas"));
+        assert!(ta.assist(&TicketInput { text: "  ".into(), ..Default::default() }).unwrap_err().is_user_error());
+    }
+}

@@ -1,0 +1,245 @@
+//! `xiaoguan classify train|predict`: the classifier heads of ticket assist.
+
+use super::kb::KbPaths;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use xiaoguan_assist::classify::spec::{load_specs, ClassifierSpec};
+use xiaoguan_assist::classify::{self, embedding_text, ClassifierModel, TrainConfig, TrainReport};
+use xiaoguan_assist::dispatch::DispatchRules;
+use xiaoguan_assist::embed_cache::EmbeddingCache;
+use xiaoguan_assist::metrics::{classification_report, top_k_accuracy};
+use xiaoguan_assist::AssistError;
+use xiaoguan_models::registry::ModelRegistry;
+use xiaoguan_models::{Embedder, TextKind};
+
+#[derive(Subcommand, Debug)]
+pub enum ClassifyCmd {
+    /// Train classifier heads: the ones named in classifiers.toml (all by default), or one from --data.
+    Train(TrainArgs),
+    /// Classify a text, or score a labelled JSONL file (rows never seen in training).
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Names from the spec file (default: all of them).
+    pub names: Vec<String>,
+    #[arg(long, env = "XIAOGUAN_CLASSIFIERS", default_value = "classifiers.toml")]
+    pub spec: PathBuf,
+    #[arg(long, env = "XIAOGUAN_RULES", default_value = "rules/dispatch.toml")]
+    pub rules: PathBuf,
+    /// Train one classifier from this JSONL instead of the spec file.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long = "text-field", default_value = "text")]
+    pub text_fields: Vec<String>,
+    #[arg(long, default_value = "label")]
+    pub label_field: String,
+    #[arg(long)]
+    pub id_field: Option<String>,
+    /// Where to write the model (default <home>/classifiers/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "custom")]
+    pub name: String,
+    /// n-gram features only (no embedder, no kNN memory).
+    #[arg(long)]
+    pub no_embed: bool,
+    #[arg(long, default_value = "e5-small")]
+    pub embedder: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub paths: KbPaths,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A classifier name (under <home>/classifiers) or a folder.
+    pub model: String,
+    /// The text to classify (or use --data).
+    pub text: Option<String>,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long = "text-field", default_value = "text")]
+    pub text_fields: Vec<String>,
+    #[arg(long, default_value = "label")]
+    pub label_field: String,
+    #[arg(long, env = "XIAOGUAN_RULES", default_value = "rules/dispatch.toml")]
+    pub rules: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn classifiers_root(reg: &ModelRegistry) -> PathBuf {
+    reg.store().home().join("classifiers")
+}
+
+pub fn model_dir(reg: &ModelRegistry, name_or_dir: &str) -> PathBuf {
+    let p = Path::new(name_or_dir);
+    if p.join("classifier.json").exists() {
+        p.to_path_buf()
+    } else {
+        classifiers_root(reg).join(name_or_dir)
+    }
+}
+
+/// Embeddings of classification texts through the on-disk cache, with a progress bar.
+pub fn embed_texts(reg: &ModelRegistry, embedder: &dyn Embedder, texts: &[String], quiet: bool) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut cache = EmbeddingCache::open(&reg.store().home().join("cache").join("embeddings"), embedder)?;
+    let prepared: Vec<String> = texts.iter().map(|t| embedding_text(t)).collect();
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(texts.len() as u64) };
+    bar.set_style(indicatif::ProgressStyle::with_template("embedding [{bar:30}] {pos}/{len} {per_sec} {eta}").expect("static").progress_chars("=> "));
+    let out = cache.embed(embedder, &prepared, TextKind::Query, &mut |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn print_report(r: &TrainReport) {
+    println!(
+        "{}: {} rows ({} skipped), {} classes; held out {} rows\n  baseline (char 1-3-gram TF-IDF + LR): accuracy {:.3}  macro-F1 {:.3}  top-3 {:.3}\n  model (n-grams + e5 + kNN):           accuracy {:.3}  macro-F1 {:.3}  top-3 {:.3}  ECE {:.3}\n  kNN weight {:.2}, temperature {:.2}, abstain below {:.2}: abstains on {:.1}% with {:.3} accuracy on the rest ({:.1}s)",
+        r.name, r.rows, r.skipped_rows, r.classes, r.holdout_rows,
+        r.baseline.accuracy, r.baseline.macro_f1, r.baseline.top3_accuracy,
+        r.model.accuracy, r.model.macro_f1, r.model.top3_accuracy, r.model.ece,
+        r.knn_weight, r.temperature, r.abstain_threshold, r.abstain_rate * 100.0, r.accuracy_when_answered, r.seconds
+    );
+}
+
+fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data: &Path, rules: Option<&DispatchRules>) -> anyhow::Result<TrainReport> {
+    let map = |l: &str| -> Option<String> { Some(rules.map(|r| r.canonical(l)).unwrap_or_else(|| l.to_string())) };
+    let (examples, skipped, sha) = classify::load_examples(data, &spec.text, &spec.label, spec.id.as_deref(), &map)?;
+    let (embeddings, embedder_id) = if args.no_embed {
+        (None, None)
+    } else {
+        let embedder = reg.embedder(&args.embedder)?;
+        let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+        (Some(embed_texts(reg, embedder.as_ref(), &texts, args.json)?), Some(embedder.model_id().to_string()))
+    };
+    let cfg = TrainConfig { name: spec.name.clone(), ..Default::default() };
+    let (model, report) = classify::train(&examples, skipped, &sha, embeddings.as_deref(), embedder_id.as_deref(), &cfg)?;
+    let out = args.out.clone().filter(|_| args.data.is_some()).unwrap_or_else(|| classifiers_root(reg).join(&spec.name));
+    model.save(&out)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+        println!("  saved to {}", out.display());
+    }
+    Ok(report)
+}
+
+pub fn run(reg: &ModelRegistry, cmd: &ClassifyCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClassifyCmd::Train(args) => {
+            let rules = if args.rules.exists() { Some(DispatchRules::load(&args.rules)?) } else { None };
+            if let Some(data) = &args.data {
+                let spec = ClassifierSpec {
+                    name: args.name.clone(),
+                    description: String::new(),
+                    data: data.clone(),
+                    text: args.text_fields.clone(),
+                    label: args.label_field.clone(),
+                    id: args.id_field.clone(),
+                    department_aliases: false,
+                };
+                train_one(reg, args, &spec, data, None)?;
+                return Ok(());
+            }
+            let specs = load_specs(&args.spec)?;
+            for n in &args.names {
+                if !specs.iter().any(|s| &s.name == n) {
+                    return Err(AssistError::NotFound(format!("no classifier '{n}' in {}", args.spec.display())).into());
+                }
+            }
+            let root = args.paths.data_root();
+            for spec in specs.iter().filter(|s| args.names.is_empty() || args.names.contains(&s.name)) {
+                let data = root.join(&spec.data);
+                train_one(reg, args, spec, &data, rules.as_ref().filter(|_| spec.department_aliases))
+                    .with_context(|| format!("training '{}'", spec.name))?;
+            }
+            Ok(())
+        }
+        ClassifyCmd::Predict(args) => {
+            let model = ClassifierModel::load(&model_dir(reg, &args.model))?;
+            let embedder = match &model.meta.embedder {
+                Some(id) => Some(reg.embedder(id)?),
+                None => None,
+            };
+            match (&args.text, &args.data) {
+                (Some(text), None) => {
+                    if text.trim().is_empty() {
+                        return Err(AssistError::InvalidInput("the text is empty".into()).into());
+                    }
+                    let emb = match &embedder {
+                        Some(e) => Some(e.embed(&[&embedding_text(text)], TextKind::Query)?.remove(0)),
+                        None => None,
+                    };
+                    let p = model.predict(text, emb.as_deref());
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&p)?);
+                    } else {
+                        match &p.label {
+                            Some(l) => println!("{l}  (confidence {:.2})", p.confidence),
+                            None => println!("(abstain: confidence {:.2} below {:.2}; needs human review)", p.confidence, model.meta.abstain_threshold),
+                        }
+                        for r in p.ranked.iter().take(3) {
+                            println!("  {:<16} {:.3}", r.label, r.confidence);
+                        }
+                        for n in &p.neighbours {
+                            println!("  similar {} [{}] {:.3} {}", n.id, n.label, n.similarity, n.snippet);
+                        }
+                    }
+                    Ok(())
+                }
+                (None, Some(data)) => {
+                    let rules = if args.rules.exists() { Some(DispatchRules::load(&args.rules)?) } else { None };
+                    let map = |l: &str| -> Option<String> { Some(rules.as_ref().map(|r| r.canonical(l)).unwrap_or_else(|| l.to_string())) };
+                    let (examples, skipped, _) = classify::load_examples(data, &args.text_fields, &args.label_field, None, &map)?;
+                    let embs = match &embedder {
+                        Some(e) => Some(embed_texts(reg, e.as_ref(), &examples.iter().map(|x| x.text.clone()).collect::<Vec<_>>(), args.json)?),
+                        None => None,
+                    };
+                    let mut gold = Vec::new();
+                    let mut pred = Vec::new();
+                    let mut ranked = Vec::new();
+                    let mut abstained = 0;
+                    let mut answered_right = 0;
+                    for (i, ex) in examples.iter().enumerate() {
+                        let p = model.predict(&ex.text, embs.as_ref().map(|e| e[i].as_slice()));
+                        gold.push(ex.label.clone());
+                        let top = p.ranked[0].label.clone();
+                        if p.abstained {
+                            abstained += 1;
+                        } else if top == ex.label {
+                            answered_right += 1;
+                        }
+                        pred.push(Some(top));
+                        ranked.push(p.ranked.iter().map(|r| r.label.clone()).collect::<Vec<_>>());
+                    }
+                    let report = classification_report(&gold, &pred);
+                    let answered = examples.len() - abstained;
+                    let summary = serde_json::json!({
+                        "model": model.meta.name, "rows": examples.len(), "skipped_rows": skipped,
+                        "accuracy": report.accuracy, "macro_f1": report.macro_f1,
+                        "top3_accuracy": top_k_accuracy(&gold, &ranked, 3),
+                        "abstain_rate": abstained as f64 / examples.len().max(1) as f64,
+                        "accuracy_when_answered": answered_right as f64 / answered.max(1) as f64,
+                        "per_class": report.per_class,
+                    });
+                    if args.json {
+                        println!("{summary}");
+                    } else {
+                        println!(
+                            "{}: {} rows: accuracy {:.3}, macro-F1 {:.3}, top-3 {:.3}, abstains on {:.1}%",
+                            model.meta.name, examples.len(), report.accuracy, report.macro_f1, summary["top3_accuracy"].as_f64().unwrap_or(0.0),
+                            summary["abstain_rate"].as_f64().unwrap_or(0.0) * 100.0
+                        );
+                    }
+                    Ok(())
+                }
+                _ => Err(AssistError::InvalidInput("give either a text or --data FILE".into()).into()),
+            }
+        }
+    }
+}
