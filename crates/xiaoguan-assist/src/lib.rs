@@ -10,6 +10,7 @@ pub mod error;
 pub mod lexical;
 pub mod metrics;
 pub mod qa;
+pub mod setup;
 pub mod signals;
 pub mod summary;
 pub mod ticket;

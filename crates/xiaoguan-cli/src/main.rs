@@ -38,6 +38,10 @@ pub enum Command {
         #[command(subcommand)]
         cmd: commands::kb::KbCmd,
     },
+    /// Ask a question (several = a conversation): canonical answer, facts, grounded generation or extractive, or handoff.
+    Ask(commands::ask::AskArgs),
+    /// Ticket assist for hotline agents: masking, summary, type, domain, dispatch, 弱信号, suggested reply.
+    Ticket(commands::ask::TicketArgs),
     /// Train and run the ticket classifiers (request type, domain, category, department).
     #[command(subcommand)]
     Classify(commands::classify::ClassifyCmd),

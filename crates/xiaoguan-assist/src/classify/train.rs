@@ -100,6 +100,9 @@ pub struct TrainConfig {
     pub knn_tau: f32,
     /// The abstain threshold keeps precision on the answered rows at or above this.
     pub target_precision: f32,
+    /// Retrain the shipped model on every row. Off by default so the held-out rows stay unseen
+    /// and evaluation suites can measure on them (`split: holdout`).
+    pub final_on_all_rows: bool,
 }
 
 impl Default for TrainConfig {
@@ -112,6 +115,7 @@ impl Default for TrainConfig {
             knn_k: 10,
             knn_tau: 0.02,
             target_precision: 0.9,
+            final_on_all_rows: false,
         }
     }
 }
@@ -145,7 +149,8 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-fn holdout(id: &str, percent: u64) -> bool {
+/// Whether a row (by id) is in the held-out split: a stable hash, so any tool can tell.
+pub fn is_holdout(id: &str, percent: u64) -> bool {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in id.bytes() {
         h ^= b as u64;
@@ -228,7 +233,7 @@ pub fn train(
     }
     let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let label_of = |e: &Example| index[e.label.as_str()];
-    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| holdout(&examples[i].id, cfg.holdout_percent));
+    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| is_holdout(&examples[i].id, cfg.holdout_percent));
     if test_idx.is_empty() || train_idx.is_empty() {
         return Err(AssistError::InvalidInput(format!("{} rows are too few to hold out a split", examples.len())));
     }
@@ -301,11 +306,15 @@ pub fn train(
     let abstain_rate = 1.0 - answered.len() as f64 / by_conf.len() as f64;
     let accuracy_when_answered = if answered.is_empty() { 0.0 } else { answered.iter().filter(|x| x.1).count() as f64 / answered.len() as f64 };
 
-    // The shipped model learns from every row with the settings chosen above.
-    let all: Vec<&Example> = examples.iter().collect();
-    let all_labels: Vec<usize> = all.iter().map(|e| label_of(e)).collect();
-    let all_embs: Option<Vec<&[f32]>> = embeddings.map(|e| e.iter().map(Vec::as_slice).collect());
-    let (final_fit, _) = fit(&all, &all_labels, all_embs.as_deref(), k, cfg);
+    // Optionally the shipped model learns from every row with the settings chosen above.
+    let (final_fit, trained_rows) = if cfg.final_on_all_rows {
+        let all: Vec<&Example> = examples.iter().collect();
+        let all_labels: Vec<usize> = all.iter().map(|e| label_of(e)).collect();
+        let all_embs: Option<Vec<&[f32]>> = embeddings.map(|e| e.iter().map(Vec::as_slice).collect());
+        (fit(&all, &all_labels, all_embs.as_deref(), k, cfg).0, examples.len())
+    } else {
+        (full, train_idx.len())
+    };
     let report = TrainReport {
         name: cfg.name.clone(),
         rows: examples.len(),
@@ -334,7 +343,7 @@ pub fn train(
         knn_weight,
         temperature,
         abstain_threshold,
-        trained_rows: examples.len(),
+        trained_rows,
         data_sha256: data_sha256.to_string(),
         report: serde_json::to_value(&report).unwrap_or(Value::Null),
     };

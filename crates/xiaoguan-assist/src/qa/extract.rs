@@ -39,6 +39,10 @@ pub fn extract(question: &str, sources: &[&str], max_chars: usize) -> Vec<Extrac
         if s.3 <= 0.0 {
             break;
         }
+        // The same sentence in two sources (a policy quoting a law) is said once.
+        if chosen.iter().any(|c| letters(&c.2) == letters(&s.2)) {
+            continue;
+        }
         let len = s.2.chars().count();
         if !chosen.is_empty() && used + len > max_chars {
             continue;

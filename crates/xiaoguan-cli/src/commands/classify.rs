@@ -46,6 +46,9 @@ pub struct TrainArgs {
     /// n-gram features only (no embedder, no kNN memory).
     #[arg(long)]
     pub no_embed: bool,
+    /// Retrain the saved model on every row (by default the held-out 20 % stay unseen for evaluation).
+    #[arg(long)]
+    pub all_rows: bool,
     #[arg(long, default_value = "e5-small")]
     pub embedder: String,
     #[arg(long)]
@@ -116,7 +119,7 @@ fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data:
         let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
         (Some(embed_texts(reg, embedder.as_ref(), &texts, args.json)?), Some(embedder.model_id().to_string()))
     };
-    let cfg = TrainConfig { name: spec.name.clone(), ..Default::default() };
+    let cfg = TrainConfig { name: spec.name.clone(), final_on_all_rows: args.all_rows, ..Default::default() };
     let (model, report) = classify::train(&examples, skipped, &sha, embeddings.as_deref(), embedder_id.as_deref(), &cfg)?;
     let out = args.out.clone().filter(|_| args.data.is_some()).unwrap_or_else(|| classifiers_root(reg).join(&spec.name));
     model.save(&out)?;

@@ -1,3 +1,4 @@
+pub mod ask;
 pub mod bench;
 pub mod classify;
 pub mod infer;
@@ -23,6 +24,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(&reg, cmd),
         Command::Kb { paths, cmd } => kb::run(&reg, paths, cmd),
         Command::Classify(cmd) => classify::run(&reg, cmd),
+        Command::Ask(args) => ask::ask(&reg, args),
+        Command::Ticket(args) => ask::ticket(&reg, args),
     }
 }
 

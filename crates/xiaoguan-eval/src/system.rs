@@ -1,0 +1,224 @@
+//! Systems under test: the in-process pipeline, this service's native API, or any
+//! OpenAI-compatible chat endpoint (another vendor's assistant, side by side).
+
+use crate::suite::{System, SystemKind};
+use crate::EvalError;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use xiaoguan_assist::classify::{embedding_text, ClassifierModel};
+use xiaoguan_assist::dispatch::DispatchRules;
+use xiaoguan_assist::qa::{AnswerMode, AskRequest, Assistant};
+use xiaoguan_assist::ticket::{TicketAssist, TicketInput};
+use xiaoguan_kb::SearchOptions;
+use xiaoguan_models::{Embedder, TextKind};
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AskOutput {
+    pub text: String,
+    pub handoff: bool,
+    pub answered_by: String,
+    /// Cited document ids, in citation order.
+    pub cited_docs: Vec<String>,
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ClassOutput {
+    pub ranked: Vec<String>,
+    pub abstained: bool,
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Retrieved {
+    pub doc_id: String,
+    pub chunk_id: String,
+    pub text: String,
+}
+
+pub trait SystemUnderTest: Send + Sync {
+    fn describe(&self) -> Value;
+    fn ask(&self, question: &str, exclude_doc: Option<&str>) -> Result<AskOutput, EvalError>;
+    fn classify(&self, text: &str, id: &str) -> Result<ClassOutput, EvalError>;
+    fn search(&self, query: &str, k: usize) -> Result<Vec<Retrieved>, EvalError>;
+    fn ticket(&self, text: &str, id: &str) -> Result<Value, EvalError>;
+}
+
+/// The in-process pipeline, built by the caller from a settings file.
+pub struct Pipeline {
+    pub assistant: Option<Arc<Assistant>>,
+    pub tickets: Option<TicketAssist>,
+    pub classifier: Option<ClassifierModel>,
+    pub rules: Option<DispatchRules>,
+    pub embedder: Option<Arc<dyn Embedder>>,
+    pub mode: AnswerMode,
+    pub kbs: Vec<String>,
+    pub describe: Value,
+}
+
+fn internal(e: impl std::fmt::Display) -> EvalError {
+    EvalError::System(e.to_string())
+}
+
+impl SystemUnderTest for Pipeline {
+    fn describe(&self) -> Value {
+        self.describe.clone()
+    }
+
+    fn ask(&self, question: &str, exclude_doc: Option<&str>) -> Result<AskOutput, EvalError> {
+        let a = self.assistant.as_ref().ok_or_else(|| EvalError::Input("this suite needs knowledge bases (system.kbs)".into()))?;
+        let req = AskRequest {
+            question: question.to_string(),
+            kbs: (!self.kbs.is_empty()).then(|| self.kbs.clone()),
+            mode: self.mode,
+            exclude_doc: exclude_doc.map(String::from),
+            ..Default::default()
+        };
+        let ans = a.ask(&req, &mut |_| true).map_err(internal)?;
+        Ok(AskOutput {
+            text: ans.text,
+            handoff: ans.handoff,
+            answered_by: serde_json::to_value(ans.answered_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            cited_docs: ans.citations.iter().map(|c| c.doc_id.clone()).collect(),
+            confidence: ans.confidence as f64,
+        })
+    }
+
+    fn classify(&self, text: &str, id: &str) -> Result<ClassOutput, EvalError> {
+        let m = self.classifier.as_ref().ok_or_else(|| EvalError::Input("this suite needs system.classifier".into()))?;
+        let emb = match (&self.embedder, m.needs_embedding()) {
+            (Some(e), true) => Some(e.embed(&[&embedding_text(text)], TextKind::Query).map_err(internal)?.remove(0)),
+            _ => None,
+        };
+        // The item's own row is left out of the kNN memory (it may hold it).
+        let (p, n) = m.distribution(text, emb.as_deref(), Some(id));
+        let pred = m.to_prediction(&p, &n);
+        let ranked = match &self.rules {
+            Some(rules) => rules.rank(text, Some(&pred), 0.6).0.into_iter().map(|d| d.department).collect(),
+            None => pred.ranked.iter().map(|r| r.label.clone()).collect(),
+        };
+        Ok(ClassOutput { ranked, abstained: pred.abstained, confidence: pred.confidence as f64 })
+    }
+
+    fn search(&self, query: &str, k: usize) -> Result<Vec<Retrieved>, EvalError> {
+        let a = self.assistant.as_ref().ok_or_else(|| EvalError::Input("this suite needs system.kbs".into()))?;
+        let kb = a.kbs().first().ok_or_else(|| EvalError::Input("no knowledge base".into()))?;
+        let hits = kb.search(query, &SearchOptions { limit: k, ..Default::default() }).map_err(internal)?;
+        Ok(hits.into_iter().map(|h| Retrieved { doc_id: h.doc_id, chunk_id: h.chunk_id, text: h.text }).collect())
+    }
+
+    fn ticket(&self, text: &str, id: &str) -> Result<Value, EvalError> {
+        let t = self.tickets.as_ref().ok_or_else(|| EvalError::Input("ticket assist is not set up".into()))?;
+        let r = t.assist(&TicketInput { text: text.to_string(), exclude_id: Some(id.to_string()), ..Default::default() }).map_err(internal)?;
+        serde_json::to_value(r).map_err(internal)
+    }
+}
+
+/// A system behind HTTP: this service's native API or an OpenAI-compatible endpoint.
+pub struct Http {
+    pub system: System,
+    agent: ureq::Agent,
+    key: Option<String>,
+}
+
+impl Http {
+    pub fn new(system: System) -> Result<Self, EvalError> {
+        if system.url.is_none() {
+            return Err(EvalError::Input("an HTTP system needs system.url".into()));
+        }
+        let key = system.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+        let agent = ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(300))).build().into();
+        Ok(Self { system, agent, key })
+    }
+
+    fn post(&self, path: &str, body: Value) -> Result<Value, EvalError> {
+        let url = format!("{}{path}", self.system.url.as_deref().unwrap_or_default().trim_end_matches('/'));
+        let mut req = self.agent.post(&url);
+        if let Some(k) = &self.key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        let mut resp = req.send_json(&body).map_err(|e| EvalError::System(format!("POST {url}: {e}")))?;
+        resp.body_mut().read_json::<Value>().map_err(|e| EvalError::System(format!("POST {url}: {e}")))
+    }
+}
+
+fn docs_of(citations: Option<&Value>) -> Vec<String> {
+    citations
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|c| c.get("doc_id").and_then(Value::as_str).map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+impl SystemUnderTest for Http {
+    fn describe(&self) -> Value {
+        json!({"kind": format!("{:?}", self.system.kind).to_lowercase(), "url": self.system.url, "model": self.system.model})
+    }
+
+    fn ask(&self, question: &str, _exclude_doc: Option<&str>) -> Result<AskOutput, EvalError> {
+        match self.system.kind {
+            SystemKind::Openai => {
+                let v = self.post(
+                    "/v1/chat/completions",
+                    json!({"model": self.system.model.clone().unwrap_or_else(|| "auto".into()), "messages": [{"role": "user", "content": question}], "stream": false}),
+                )?;
+                let text = v.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default().to_string();
+                let ext = v.get("xiaoguan");
+                let handoff = ext.and_then(|x| x.get("handoff")).and_then(Value::as_bool).unwrap_or_else(|| {
+                    self.system.handoff_phrase.as_deref().is_some_and(|p| text.contains(p))
+                });
+                Ok(AskOutput {
+                    handoff,
+                    answered_by: ext.and_then(|x| x.get("answered_by")).and_then(Value::as_str).unwrap_or("remote").to_string(),
+                    cited_docs: docs_of(ext.and_then(|x| x.get("citations"))),
+                    confidence: ext.and_then(|x| x.get("confidence")).and_then(Value::as_f64).unwrap_or(0.0),
+                    text,
+                })
+            }
+            _ => {
+                let mut body = json!({"question": question, "mode": self.system.mode.clone().unwrap_or_else(|| "extractive".into())});
+                if !self.system.kbs.is_empty() {
+                    body["kbs"] = json!(self.system.kbs);
+                }
+                let v = self.post("/v1/ask", body)?;
+                Ok(AskOutput {
+                    text: v.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    handoff: v.get("handoff").and_then(Value::as_bool).unwrap_or(true),
+                    answered_by: v.get("answered_by").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    cited_docs: docs_of(v.get("citations")),
+                    confidence: v.get("confidence").and_then(Value::as_f64).unwrap_or(0.0),
+                })
+            }
+        }
+    }
+
+    fn classify(&self, text: &str, _id: &str) -> Result<ClassOutput, EvalError> {
+        let v = self.post("/v1/classify", json!({"text": text, "classifier": self.system.classifier}))?;
+        let ranked = v.get("ranked").and_then(Value::as_array).map(|a| a.iter().filter_map(|r| r.get("label").and_then(Value::as_str).map(String::from)).collect()).unwrap_or_default();
+        Ok(ClassOutput {
+            ranked,
+            abstained: v.get("abstained").and_then(Value::as_bool).unwrap_or(false),
+            confidence: v.get("confidence").and_then(Value::as_f64).unwrap_or(0.0),
+        })
+    }
+
+    fn search(&self, query: &str, k: usize) -> Result<Vec<Retrieved>, EvalError> {
+        let v = self.post("/v1/search", json!({"query": query, "kb": self.system.kbs.first(), "limit": k}))?;
+        Ok(v.get("hits")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|h| Retrieved {
+                        doc_id: h.get("doc_id").and_then(Value::as_str).unwrap_or_default().into(),
+                        chunk_id: h.get("chunk_id").and_then(Value::as_str).unwrap_or_default().into(),
+                        text: h.get("text").and_then(Value::as_str).unwrap_or_default().into(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn ticket(&self, text: &str, _id: &str) -> Result<Value, EvalError> {
+        self.post("/v1/tickets/assist", json!({"text": text}))
+    }
+}
