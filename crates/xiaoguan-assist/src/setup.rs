@@ -25,6 +25,19 @@ pub struct ClassifierNames {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchSettings {
+    /// Weight of a matched 权责 rule against the department classifier's distribution (sums to 1).
+    pub rule_bonus: f32,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self { rule_bonus: 0.15 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub kbs: Vec<String>,
@@ -36,6 +49,8 @@ pub struct Settings {
     pub classifiers: ClassifierNames,
     #[serde(default)]
     pub answer: AssistConfig,
+    #[serde(default)]
+    pub dispatch: DispatchSettings,
     /// Folder the relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
@@ -140,5 +155,5 @@ pub fn ticket_assist(reg: &ModelRegistry, paths: &Paths, settings: &Settings, as
         Some(id) => Some(reg.embedder(&id)?),
         None => None,
     };
-    Ok(TicketAssist { classifiers, rules: load_rules(settings)?, embedder, assistant, rule_bonus: 0.6 })
+    Ok(TicketAssist { classifiers, rules: load_rules(settings)?, embedder, assistant, rule_bonus: settings.dispatch.rule_bonus })
 }

@@ -42,6 +42,9 @@ pub enum Command {
     Ask(commands::ask::AskArgs),
     /// Ticket assist for hotline agents: masking, summary, type, domain, dispatch, 弱信号, suggested reply.
     Ticket(commands::ask::TicketArgs),
+    /// Evaluation suites: run (reports with intervals, threshold gate) and compare runs.
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCmd),
     /// Train and run the ticket classifiers (request type, domain, category, department).
     #[command(subcommand)]
     Classify(commands::classify::ClassifyCmd),
@@ -65,7 +68,8 @@ fn main() -> ExitCode {
             let user = e.downcast_ref::<xiaoguan_models::ModelError>().is_some_and(|m| m.is_user_error())
                 || e.downcast_ref::<xiaoguan_kb::KbError>().is_some_and(|k| k.is_user_error())
                 || e.downcast_ref::<xiaoguan_kb::definition::DefinitionError>().is_some()
-                || e.downcast_ref::<xiaoguan_assist::AssistError>().is_some_and(|a| a.is_user_error());
+                || e.downcast_ref::<xiaoguan_assist::AssistError>().is_some_and(|a| a.is_user_error())
+                || e.downcast_ref::<xiaoguan_eval::EvalError>().is_some_and(|e| matches!(e, xiaoguan_eval::EvalError::Input(_)));
             ExitCode::from(if user { 2 } else { 1 })
         }
     }

@@ -85,7 +85,7 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                     }
                     Task::Classification | Task::Routing => {
                         let c = sut.classify(&item.input, &item.id)?;
-                        let exp = item.expected.clone().unwrap_or_default();
+                        let exp = sut.canonical_label(item.expected.as_deref().unwrap_or_default());
                         s.insert("correct".into(), (c.ranked.first() == Some(&exp)) as u8 as f64);
                         s.insert("top3".into(), c.ranked.iter().take(3).any(|l| *l == exp) as u8 as f64);
                         s.insert("abstained".into(), c.abstained as u8 as f64);

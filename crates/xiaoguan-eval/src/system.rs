@@ -43,6 +43,10 @@ pub trait SystemUnderTest: Send + Sync {
     fn classify(&self, text: &str, id: &str) -> Result<ClassOutput, EvalError>;
     fn search(&self, query: &str, k: usize) -> Result<Vec<Retrieved>, EvalError>;
     fn ticket(&self, text: &str, id: &str) -> Result<Value, EvalError>;
+    /// The system's spelling of a gold label (department aliases).
+    fn canonical_label(&self, label: &str) -> String {
+        label.to_string()
+    }
 }
 
 /// The in-process pipeline, built by the caller from a settings file.
@@ -51,6 +55,9 @@ pub struct Pipeline {
     pub tickets: Option<TicketAssist>,
     pub classifier: Option<ClassifierModel>,
     pub rules: Option<DispatchRules>,
+    /// Rank departments with the rules (else the rules only canonicalize labels).
+    pub dispatch: bool,
+    pub rule_bonus: f32,
     pub embedder: Option<Arc<dyn Embedder>>,
     pub mode: AnswerMode,
     pub kbs: Vec<String>,
@@ -94,9 +101,9 @@ impl SystemUnderTest for Pipeline {
         // The item's own row is left out of the kNN memory (it may hold it).
         let (p, n) = m.distribution(text, emb.as_deref(), Some(id));
         let pred = m.to_prediction(&p, &n);
-        let ranked = match &self.rules {
-            Some(rules) => rules.rank(text, Some(&pred), 0.6).0.into_iter().map(|d| d.department).collect(),
-            None => pred.ranked.iter().map(|r| r.label.clone()).collect(),
+        let ranked = match (&self.rules, self.dispatch) {
+            (Some(rules), true) => rules.rank(text, Some(&pred), self.rule_bonus).0.into_iter().map(|d| d.department).collect(),
+            _ => pred.ranked.iter().map(|r| r.label.clone()).collect(),
         };
         Ok(ClassOutput { ranked, abstained: pred.abstained, confidence: pred.confidence as f64 })
     }
@@ -112,6 +119,10 @@ impl SystemUnderTest for Pipeline {
         let t = self.tickets.as_ref().ok_or_else(|| EvalError::Input("ticket assist is not set up".into()))?;
         let r = t.assist(&TicketInput { text: text.to_string(), exclude_id: Some(id.to_string()), ..Default::default() }).map_err(internal)?;
         serde_json::to_value(r).map_err(internal)
+    }
+
+    fn canonical_label(&self, label: &str) -> String {
+        self.rules.as_ref().map(|r| r.canonical(label)).unwrap_or_else(|| label.to_string())
     }
 }
 

@@ -282,7 +282,7 @@ pub fn train(
             })
             .collect()
     };
-    let weights: &[f32] = if votes.is_empty() { &[0.0] } else { &[0.0, 0.15, 0.3, 0.45, 0.6] };
+    let weights: &[f32] = if votes.is_empty() { &[0.0] } else { &[0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9] };
     let acc = |p: &[Vec<f32>]| p.iter().zip(&gold).filter(|(p, g)| argmax(p) == **g).count();
     let knn_weight = weights.iter().copied().max_by_key(|w| (acc(&blend(*w)), (-(w * 100.0)) as i64)).unwrap_or(0.0);
     let probs = blend(knn_weight);

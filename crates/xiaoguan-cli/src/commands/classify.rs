@@ -51,6 +51,19 @@ pub struct TrainArgs {
     pub all_rows: bool,
     #[arg(long, default_value = "e5-small")]
     pub embedder: String,
+    /// Training passes over the data.
+    #[arg(long, default_value_t = 6)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0.3)]
+    pub learning_rate: f32,
+    /// Class balancing: 0 = none, 1 = fully balanced class weights.
+    #[arg(long, default_value_t = 0.5)]
+    pub balance: f32,
+    /// Weight of the embedding next to the n-gram features.
+    #[arg(long, default_value_t = 1.0)]
+    pub dense_scale: f32,
+    #[arg(long, default_value_t = 10)]
+    pub knn_k: usize,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -119,7 +132,19 @@ fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data:
         let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
         (Some(embed_texts(reg, embedder.as_ref(), &texts, args.json)?), Some(embedder.model_id().to_string()))
     };
-    let cfg = TrainConfig { name: spec.name.clone(), final_on_all_rows: args.all_rows, ..Default::default() };
+    let cfg = TrainConfig {
+        name: spec.name.clone(),
+        final_on_all_rows: args.all_rows,
+        knn_k: args.knn_k,
+        params: xiaoguan_assist::classify::linear::TrainParams {
+            epochs: args.epochs,
+            learning_rate: args.learning_rate,
+            balance: args.balance,
+            dense_scale: args.dense_scale,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let (model, report) = classify::train(&examples, skipped, &sha, embeddings.as_deref(), embedder_id.as_deref(), &cfg)?;
     let out = args.out.clone().filter(|_| args.data.is_some()).unwrap_or_else(|| classifiers_root(reg).join(&spec.name));
     model.save(&out)?;

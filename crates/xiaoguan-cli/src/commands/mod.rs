@@ -1,6 +1,7 @@
 pub mod ask;
 pub mod bench;
 pub mod classify;
+pub mod eval;
 pub mod infer;
 pub mod kb;
 pub mod models;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kb { paths, cmd } => kb::run(&reg, paths, cmd),
         Command::Classify(cmd) => classify::run(&reg, cmd),
         Command::Ask(args) => ask::ask(&reg, args),
+        Command::Eval(cmd) => eval::run(&reg, cmd),
         Command::Ticket(args) => ask::ticket(&reg, args),
     }
 }
