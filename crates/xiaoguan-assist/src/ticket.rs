@@ -28,6 +28,9 @@ pub struct TicketInput {
     /// Draft the suggested reply with the generator (slow on CPU) instead of extractively.
     #[serde(default)]
     pub generate: bool,
+    /// Knowledge bases the suggested reply may draw on (a caller's scope; default: all).
+    #[serde(default)]
+    pub kbs: Option<Vec<String>>,
     /// Leave a known ticket out of the kNN memory (evaluating rows the memory holds).
     #[serde(skip)]
     pub exclude_id: Option<String>,
@@ -213,10 +216,14 @@ impl TicketAssist {
         let t = Instant::now();
         let suggested_reply = match &self.assistant {
             Some(a) => {
-                let question: String = summarize(&masked.text, None, 200);
+                // The head of the ticket, as the classifiers embedded it: one forward pass serves both.
+                let question = embedding_text(&text);
+                let same_model = self.embedder.as_ref().is_some_and(|e| e.model_id() == a.embedder().model_id());
                 let req = AskRequest {
+                    query_embedding: if same_model { emb.clone() } else { None },
                     question,
                     mode: if input.generate { AnswerMode::Generate } else { AnswerMode::Extractive },
+                    kbs: input.kbs.clone(),
                     ..Default::default()
                 };
                 Some(a.ask(&req, &mut |_| true)?)

@@ -38,6 +38,14 @@ pub enum Command {
         #[command(subcommand)]
         cmd: commands::kb::KbCmd,
     },
+    /// Run the HTTP service (小莞 chat, ticket assist, admin, console page at /).
+    Serve(commands::serve::ServeArgs),
+    /// Agent feedback: export the log as labelled JSONL.
+    #[command(subcommand)]
+    Feedback(commands::serve::FeedbackCmd),
+    /// API keys: make a new one.
+    #[command(subcommand)]
+    Keys(commands::serve::KeysCmd),
     /// Ask a question (several = a conversation): canonical answer, facts, grounded generation or extractive, or handoff.
     Ask(commands::ask::AskArgs),
     /// Ticket assist for hotline agents: masking, summary, type, domain, dispatch, 弱信号, suggested reply.

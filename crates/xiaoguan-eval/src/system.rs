@@ -21,6 +21,8 @@ pub struct AskOutput {
     /// Cited document ids, in citation order.
     pub cited_docs: Vec<String>,
     pub confidence: f64,
+    /// What the system's evidence gate saw, when it says.
+    pub evidence: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -89,6 +91,7 @@ impl SystemUnderTest for Pipeline {
             answered_by: serde_json::to_value(ans.answered_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
             cited_docs: ans.citations.iter().map(|c| c.doc_id.clone()).collect(),
             confidence: ans.confidence as f64,
+            evidence: ans.evidence.and_then(|e| serde_json::to_value(e).ok()),
         })
     }
 
@@ -183,6 +186,7 @@ impl SystemUnderTest for Http {
                     answered_by: ext.and_then(|x| x.get("answered_by")).and_then(Value::as_str).unwrap_or("remote").to_string(),
                     cited_docs: docs_of(ext.and_then(|x| x.get("citations"))),
                     confidence: ext.and_then(|x| x.get("confidence")).and_then(Value::as_f64).unwrap_or(0.0),
+                    evidence: ext.and_then(|x| x.get("evidence")).cloned(),
                     text,
                 })
             }
@@ -198,6 +202,7 @@ impl SystemUnderTest for Http {
                     answered_by: v.get("answered_by").and_then(Value::as_str).unwrap_or_default().to_string(),
                     cited_docs: docs_of(v.get("citations")),
                     confidence: v.get("confidence").and_then(Value::as_f64).unwrap_or(0.0),
+                    evidence: v.get("evidence").cloned(),
                 })
             }
         }

@@ -33,6 +33,9 @@ pub struct IngestOptions {
     pub batch_docs: usize,
     /// Stop after this many batches (tests use it to simulate an interrupted ingest).
     pub max_batches: Option<usize>,
+    /// Files uploaded to this knowledge base (through the service): ingested with the sources,
+    /// keyed `uploads/<name>`; removing a file removes its document.
+    pub uploads_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -114,7 +117,7 @@ fn keep_title(spec: &SourceSpec, title: &str) -> bool {
 }
 
 /// Read every source of the definition: documents plus the files that were skipped and why.
-pub fn collect_documents(def: &KbDefinition, data_root: &Path) -> Result<(Vec<SourceDoc>, Vec<Skipped>)> {
+pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&Path>) -> Result<(Vec<SourceDoc>, Vec<Skipped>)> {
     let mut docs = Vec::new();
     let mut skipped = Vec::new();
     let mut keys = HashSet::new();
@@ -141,6 +144,32 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path) -> Result<(Vec<So
                 Ok(found) => {
                     for d in found {
                         if keep_title(spec, &d.doc.title) && keys.insert(d.key.clone()) {
+                            docs.push(d);
+                        }
+                    }
+                }
+                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason }),
+            }
+        }
+    }
+    if let Some(dir) = uploads.filter(|d| d.is_dir()) {
+        let spec = SourceSpec {
+            base: Base::Kb,
+            include: vec!["*".into()],
+            exclude: Vec::new(),
+            title_any: Vec::new(),
+            title_none: Vec::new(),
+            format: crate::definition::Format::Auto,
+            doc_type: "upload".into(),
+            region: def.metadata.region.clone(),
+            issuer: None,
+            records: None,
+        };
+        for (path, key) in source_files(&spec, dir)? {
+            match read_file(&path, &format!("uploads/{key}"), &spec) {
+                Ok(found) => {
+                    for d in found {
+                        if keys.insert(d.key.clone()) {
                             docs.push(d);
                         }
                     }
@@ -196,7 +225,7 @@ impl KnowledgeBase {
     pub fn ingest(&self, opts: &IngestOptions) -> Result<IngestReport> {
         let started = Instant::now();
         let def = &self.def;
-        let (docs, skipped) = collect_documents(def, &opts.data_root)?;
+        let (docs, skipped) = collect_documents(def, &opts.data_root, opts.uploads_dir.as_deref())?;
         let state_path = self.dir.join("state.json");
         let mut state = self.state();
         state.embedder = self.embedder.model_id().to_string();

@@ -86,7 +86,7 @@ doc_type = "table"
 }
 
 fn opts(env: &Env) -> IngestOptions {
-    IngestOptions { data_root: env.data.clone(), progress: false, batch_docs: 2, max_batches: None }
+    IngestOptions { data_root: env.data.clone(), progress: false, batch_docs: 2, max_batches: None, uploads_dir: None }
 }
 
 #[test]

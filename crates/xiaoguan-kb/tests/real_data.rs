@@ -84,7 +84,7 @@ keep = ["department", "promised_working_days"]
     let facts = fixtures::tiny_embedder_dir(&model).unwrap();
     let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model, "tiny", &facts).unwrap());
     let kb = KnowledgeBase::open(&def, &tmp.path().join("kbs"), e).unwrap();
-    let r = kb.ingest(&IngestOptions { data_root: root, progress: false, batch_docs: 64, max_batches: None }).unwrap();
+    let r = kb.ingest(&IngestOptions { data_root: root, progress: false, batch_docs: 64, max_batches: None, uploads_dir: None }).unwrap();
     assert_eq!(r.skipped.len(), 0, "{:?}", r.skipped);
     assert!(r.documents >= 61, "{r:?}");
     let hits = kb.search("社会法社会保险法第十六条的内容是什么？", &SearchOptions::default()).unwrap();

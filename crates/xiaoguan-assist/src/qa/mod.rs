@@ -76,10 +76,10 @@ impl Default for AssistConfig {
         Self {
             faq_kbs: vec!["gov-faq".into()],
             top_k: 6,
-            canonical_min_dice: 0.72,
+            canonical_min_dice: 0.9,
             canonical_min_similarity: 0.88,
-            evidence_min_similarity: 0.83,
-            evidence_min_coverage: 0.45,
+            evidence_min_similarity: 0.88,
+            evidence_min_coverage: 0.10,
             facts_min_score: 0.6,
             verify_min_support: 0.6,
             max_context_tokens: 900,
@@ -100,11 +100,17 @@ pub struct AskRequest {
     pub kbs: Option<Vec<String>>,
     #[serde(default)]
     pub mode: AnswerMode,
+    /// Cap on generated tokens (default: the config's).
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
     /// Leave this document out of retrieval (evaluation of rows that are in a KB).
     #[serde(skip)]
     pub exclude_doc: Option<String>,
     #[serde(skip)]
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The question already embedded by the assistant's embedder (saves a forward pass).
+    #[serde(skip)]
+    pub query_embedding: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +145,15 @@ pub struct Timings {
     pub total_ms: f64,
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Evidence {
+    pub best_similarity: f32,
+    pub coverage: f32,
+    /// Best canonical candidate: (bigram Dice, similarity).
+    pub canonical_dice: f32,
+    pub canonical_similarity: f32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Models {
     pub embedder: String,
@@ -161,6 +176,8 @@ pub struct Answer {
     pub models: Models,
     pub timings: Timings,
     pub verification: Option<verify::Verification>,
+    /// What the evidence gate saw: (best passage similarity, share of the question covered).
+    pub evidence: Option<Evidence>,
     /// Why the answer took the path it did (fallbacks, gate decisions).
     pub notes: Vec<String>,
 }
@@ -269,6 +286,7 @@ impl Assistant {
             models,
             timings: Timings::default(),
             verification: None,
+            evidence: None,
             notes: Vec::new(),
         };
 
@@ -326,7 +344,10 @@ impl Assistant {
 
         // 2. Retrieval over every selected KB with one query embedding; route by similarity.
         let t = Instant::now();
-        let dense = self.embedder.embed(&[q.as_str()], TextKind::Query)?.pop().unwrap_or_default();
+        let dense = match (&req.query_embedding, &answer.rewritten_question) {
+            (Some(e), None) if e.len() == self.embedder.dimension() => e.clone(),
+            _ => self.embedder.embed(&[q.as_str()], TextKind::Query)?.pop().unwrap_or_default(),
+        };
         let mut filter = Filter::none();
         if let Some(doc) = &req.exclude_doc {
             filter = filter.and(Condition::Ne { field: "doc_id".into(), value: doc.clone().into() });
@@ -353,8 +374,12 @@ impl Assistant {
         hits.sort_by(|a, b| b.similarity.unwrap_or(0.0).total_cmp(&a.similarity.unwrap_or(0.0)));
         hits.truncate(self.config.top_k);
 
-        // 3. Canonical answer: a vetted FAQ entry asking the same thing.
+        // What the gate will judge, computed first so every answer reports it.
         let qb = content_bigrams(&q);
+        let best_sim = hits.first().and_then(|h| h.similarity).unwrap_or(0.0);
+        let top_text: String = hits.iter().take(3).map(|h| h.text.as_str()).collect::<Vec<_>>().join("\n");
+        let coverage = containment(&qb, &crate::lexical::bigrams(&crate::lexical::letters(&top_text)));
+        // 3. Canonical answer: a vetted FAQ entry asking the same thing.
         let canonical = hits
             .iter()
             .filter(|h| self.config.faq_kbs.contains(&h.kb))
@@ -364,6 +389,8 @@ impl Assistant {
                 Some((h, dice(&qb, &content_bigrams(faq_q)), h.similarity.unwrap_or(0.0)))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
+        let (canonical_dice, canonical_similarity) = canonical.map(|c| (c.1, c.2)).unwrap_or((0.0, 0.0));
+        answer.evidence = Some(Evidence { best_similarity: best_sim, coverage, canonical_dice, canonical_similarity });
         if let Some((h, d, s)) = canonical {
             if d >= self.config.canonical_min_dice && s >= self.config.canonical_min_similarity {
                 let text = h.payload.get("answer").and_then(|v| v.as_str()).unwrap_or_default();
@@ -379,9 +406,6 @@ impl Assistant {
         }
 
         // 4. Evidence gate.
-        let best_sim = hits.first().and_then(|h| h.similarity).unwrap_or(0.0);
-        let top_text: String = hits.iter().take(3).map(|h| h.text.as_str()).collect::<Vec<_>>().join("\n");
-        let coverage = containment(&qb, &crate::lexical::bigrams(&crate::lexical::letters(&top_text)));
         answer.related = hits.iter().take(3).enumerate().map(|(i, h)| citation(i + 1, h)).collect();
         if hits.is_empty() || best_sim < self.config.evidence_min_similarity || coverage < self.config.evidence_min_coverage {
             answer.notes.push(format!(
@@ -444,7 +468,7 @@ impl Assistant {
                         go_on
                     };
                     let params = GenerateParams {
-                        max_new_tokens: self.config.max_new_tokens,
+                        max_new_tokens: req.max_new_tokens.unwrap_or(self.config.max_new_tokens).clamp(1, 1024),
                         decoding: Decoding::Greedy,
                         cancel: req.cancel.clone(),
                         ..Default::default()

@@ -84,6 +84,11 @@ pub fn kbs_root(reg: &ModelRegistry) -> PathBuf {
     reg.store().home().join("kbs")
 }
 
+/// Files uploaded to a KB through the service; every ingest includes them.
+pub fn uploads_dir(reg: &ModelRegistry, id: &str) -> PathBuf {
+    reg.store().home().join("uploads").join(id)
+}
+
 pub fn open(reg: &ModelRegistry, def: &KbDefinition) -> anyhow::Result<KnowledgeBase> {
     let embedder = reg.embedder(&def.embedder)?;
     Ok(KnowledgeBase::open(def, &kbs_root(reg), embedder)?)
@@ -131,7 +136,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             for id in ids {
                 let def = definition::find(&defs, id)?;
                 let kb = open(reg, def)?;
-                let opts = IngestOptions { data_root: paths.data_root(), progress: !quiet, batch_docs: *batch_docs, max_batches: None };
+                let opts = IngestOptions { data_root: paths.data_root(), progress: !quiet, batch_docs: *batch_docs, max_batches: None, uploads_dir: Some(uploads_dir(reg, id)) };
                 let r = kb.ingest(&opts)?;
                 println!(
                     "{id}: version {}, {} documents ({} added, {} changed, {} unchanged, {} removed), {} chunks embedded, {} chunks in total, {} files skipped, {:.1}s ({:.1} docs/s, {:.1} chunks/s)",

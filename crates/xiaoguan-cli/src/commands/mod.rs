@@ -5,6 +5,7 @@ pub mod eval;
 pub mod infer;
 pub mod kb;
 pub mod models;
+pub mod serve;
 
 use crate::{Cli, Command};
 use xiaoguan_models::registry::ModelRegistry;
@@ -18,7 +19,13 @@ pub fn registry(cli: &Cli) -> anyhow::Result<ModelRegistry> {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let reg = registry(&cli)?;
+    if let Command::Serve(args) = &cli.command {
+        return serve::serve(reg, args);
+    }
     match &cli.command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Feedback(cmd) => serve::feedback(&reg, cmd),
+        Command::Keys(cmd) => serve::keys(cmd),
         Command::Models(cmd) => models::run(&reg, cmd),
         Command::Embed(args) => infer::embed(&reg, args),
         Command::Generate(args) => infer::generate(&reg, args),

@@ -1,0 +1,142 @@
+//! `xiaoguan serve`, `xiaoguan feedback export` and `xiaoguan keys new`.
+
+use super::ask::SettingsArgs;
+use super::kb::kbs_root;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use xiaoguan_assist::setup;
+use xiaoguan_kb::definition;
+use xiaoguan_models::registry::ModelRegistry;
+use xiaoguan_server::auth::{hash_key, Keys};
+use xiaoguan_server::config::ServerConfig;
+use xiaoguan_server::state::Ready;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Service configuration (TOML); flags and environment override it.
+    #[arg(long = "server-config", env = "XIAOGUAN_SERVER_CONFIG")]
+    pub server_config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "XIAOGUAN_BIND")]
+    pub bind: Option<String>,
+    /// API keys file (`[[keys]]` with id, sha256, role, kbs).
+    #[arg(long, env = "XIAOGUAN_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// Extractive answers only (no generator loaded).
+    #[arg(long)]
+    pub no_generator: bool,
+    /// Generator queue length before 429.
+    #[arg(long, env = "XIAOGUAN_QUEUE")]
+    pub queue: Option<usize>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FeedbackCmd {
+    /// Write the feedback log as labelled JSONL (stdout or --out).
+    Export {
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Make a new random API key: prints the key once and the `[[keys]]` entry (hash only) to add to the keys file.
+    New {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_parser = ["agent", "integrator", "evaluator", "admin"])]
+        role: String,
+        /// Knowledge bases the key may see (repeatable; default all).
+        #[arg(long = "kb")]
+        kbs: Vec<String>,
+    },
+}
+
+fn feedback_path(reg: &ModelRegistry, config: &ServerConfig) -> PathBuf {
+    config.feedback_log.clone().unwrap_or_else(|| reg.store().home().join("feedback").join("feedback.jsonl"))
+}
+
+pub fn serve(reg: ModelRegistry, args: &ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.server_config {
+        Some(p) => ServerConfig::load(p).map_err(|e| anyhow::anyhow!(xiaoguan_assist::AssistError::InvalidInput(e)))?,
+        None => ServerConfig { assist: args.settings.config.clone(), ..Default::default() },
+    };
+    if let Some(b) = &args.bind {
+        config.bind = b.clone();
+    }
+    if let Some(k) = &args.keys {
+        config.keys_file = Some(k.clone());
+    }
+    if let Some(q) = args.queue {
+        config.limits.generator_queue = q;
+    }
+    if args.no_generator {
+        config.generator = false;
+    }
+    let keys = match &config.keys_file {
+        Some(p) => Keys::load(p).map_err(|e| anyhow::anyhow!(xiaoguan_assist::AssistError::InvalidInput(e)))?,
+        None => Keys::default(),
+    };
+    let settings = setup::Settings::load(&config.assist)?;
+    let paths = setup::Paths {
+        kb_dir: args.settings.paths.kb_dir.clone(),
+        kbs_root: kbs_root(&reg),
+        classifiers_root: super::classify::classifiers_root(&reg),
+    };
+    let data_root = args.settings.paths.data_root();
+    let uploads_root = reg.store().home().join("uploads");
+    let with_generator = config.generator;
+    let st = xiaoguan_server::state(config.clone(), keys, &feedback_path(&reg, &config))?;
+    let build = move || -> anyhow::Result<Ready> {
+        let (assistant, missing) = setup::assistant(&reg, &paths, &settings, None, with_generator)?;
+        for m in missing {
+            tracing::warn!("knowledge base '{m}' is not ingested and is not served (`xiaoguan kb ingest {m}`)");
+        }
+        let assistant = Arc::new(assistant);
+        let tickets = Arc::new(setup::ticket_assist(&reg, &paths, &settings, Some(assistant.clone()))?);
+        let kb_defs = definition::load_all(&paths.kb_dir)?;
+        Ok(Ready { assistant, tickets, kb_defs, uploads_root, data_root })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(xiaoguan_server::serve(st, build))
+}
+
+pub fn feedback(reg: &ModelRegistry, cmd: &FeedbackCmd) -> anyhow::Result<()> {
+    match cmd {
+        FeedbackCmd::Export { log, out } => {
+            let log = log.clone().unwrap_or_else(|| feedback_path(reg, &ServerConfig::default()));
+            if !log.exists() {
+                return Err(xiaoguan_assist::AssistError::InvalidInput(format!("{}: no feedback log yet", log.display())).into());
+            }
+            let (n, skipped) = match out {
+                Some(p) => {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
+                    xiaoguan_server::feedback::export(&log, &mut f)?
+                }
+                None => xiaoguan_server::feedback::export(&log, &mut std::io::stdout().lock())?,
+            };
+            eprintln!("{n} feedback records exported ({skipped} unreadable lines skipped)");
+            Ok(())
+        }
+    }
+}
+
+pub fn keys(cmd: &KeysCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeysCmd::New { id, role, kbs } => {
+            let mut bytes = [0u8; 24];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+            let key = format!("xg-{}", hex::encode(bytes));
+            let kbs = if kbs.is_empty() { vec!["*".to_string()] } else { kbs.clone() };
+            eprintln!("API key for '{id}' (shown once, store it safely):\n{key}\n\nAdd to the keys file:");
+            println!("[[keys]]\nid = {id:?}\nsha256 = {:?}\nrole = {role:?}\nkbs = {kbs:?}", hash_key(&key));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Service configuration: a TOML file, overridden by environment variables and flags (the CLI
+//! applies those), with limits that keep a 2-core machine responsive.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// JSON request bodies.
+    pub max_body_bytes: usize,
+    /// Document uploads.
+    pub max_upload_bytes: usize,
+    pub max_question_chars: usize,
+    /// Messages in a chat request / turns kept per conversation.
+    pub max_messages: usize,
+    /// Requests waiting for the generator beyond the one running; more get 429.
+    pub generator_queue: usize,
+    /// Requests doing retrieval / classification at once (CPU bound); more wait.
+    pub cpu_workers: usize,
+    pub request_timeout_secs: u64,
+    /// Conversations remembered for `conversation_id` (oldest forgotten first).
+    pub max_conversations: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_question_chars: 2000,
+            max_messages: 40,
+            generator_queue: 4,
+            cpu_workers: 2,
+            request_timeout_secs: 180,
+            max_conversations: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    /// The assist settings (KBs, generator, rules, classifiers).
+    pub assist: PathBuf,
+    /// API keys (TOML `[[keys]]`); without it the service runs open, on loopback only.
+    pub keys_file: Option<PathBuf>,
+    /// Append-only feedback log (default <home>/feedback/feedback.jsonl).
+    pub feedback_log: Option<PathBuf>,
+    /// Load the generator (generation mode); off = extractive answers only.
+    pub generator: bool,
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            assist: PathBuf::from("assist.toml"),
+            keys_file: None,
+            feedback_log: None,
+            generator: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut c: ServerConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        c.assist = base.join(&c.assist);
+        c.keys_file = c.keys_file.map(|k| base.join(k));
+        c.feedback_log = c.feedback_log.map(|k| base.join(k));
+        Ok(c)
+    }
+}

@@ -1,0 +1,93 @@
+//! Every error is JSON `{"error": {"type", "message"}}` with the status that says whose fault it is.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use xiaoguan_assist::AssistError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), retry_after: None }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+    }
+    pub fn busy(retry_after: u64) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the generator queue is full; retry later") }
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m)
+    }
+}
+
+impl From<AssistError> for ApiError {
+    fn from(e: AssistError) -> Self {
+        match &e {
+            AssistError::NotFound(_) => ApiError::not_found(e.to_string()),
+            _ if e.is_user_error() => ApiError::bad_request(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "request failed");
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<xiaoguan_kb::KbError> for ApiError {
+    fn from(e: xiaoguan_kb::KbError) -> Self {
+        AssistError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(json!({"error": {"type": self.kind, "message": self.message}}))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// JSON bodies whose rejections (malformed JSON, wrong types, wrong content type) are JSON errors too.
+pub struct Json<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rej) => {
+                let status = rej.status();
+                let kind = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_request" };
+                let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+                Err(ApiError::new(status, kind, rej.body_text()))
+            }
+        }
+    }
+}

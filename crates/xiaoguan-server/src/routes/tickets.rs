@@ -1,0 +1,163 @@
+//! Ticket assist, classification, hybrid search and feedback.
+
+use super::Caller;
+use crate::auth::Action;
+use crate::error::{ApiError, Json};
+use crate::feedback::FeedbackRequest;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use utoipa::ToSchema;
+use xiaoguan_assist::classify::embedding_text;
+use xiaoguan_assist::ticket::{TicketInput, MAX_TICKET_CHARS};
+use xiaoguan_kb::SearchOptions;
+use xiaoguan_models::TextKind;
+use xiaoguan_store::{Condition, Filter};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketBody {
+    pub text: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Draft the reply with the generator (slow on CPU; queued).
+    #[serde(default)]
+    pub generate: bool,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+#[utoipa::path(post, path = "/v1/tickets/assist", request_body = TicketBody,
+    responses((status = 200, description = "Masked text, summary, request type, domain, category, departments with reasons, 弱信号 flags, suggested reply, similar tickets, review flags")))]
+pub async fn assist(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<TicketBody>) -> Result<Response, ApiError> {
+    who.require(Action::Tickets)?;
+    let ready = st.ready()?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::bad_request("the ticket text is empty"));
+    }
+    if body.text.chars().count() > MAX_TICKET_CHARS {
+        return Err(ApiError::bad_request(format!("the ticket is longer than {MAX_TICKET_CHARS} characters")));
+    }
+    let served: Vec<String> = ready.assistant.kbs().iter().map(|k| k.def.id.clone()).collect();
+    let kbs = who.scope(None, &served)?;
+    let gen = if body.generate && ready.assistant.generator().is_some() { Some(st.generator_slot().await?) } else { None };
+    let cpu = st.cpu_slot().await?;
+    let tickets = ready.tickets.clone();
+    let input = TicketInput { text: body.text, title: body.title, fields: body.fields, generate: body.generate, kbs, exclude_id: None };
+    let r = blocking(move || {
+        let _permits = (gen, cpu);
+        tickets.assist(&input).map_err(ApiError::from)
+    })
+    .await?;
+    metrics::counter!("xiaoguan_tickets_total", "escalate" => r.signals.escalate.to_string()).increment(1);
+    Ok(axum::Json(r).into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyBody {
+    pub text: String,
+    /// request-type | domain | category-l1 | department (the names in assist.toml)
+    pub classifier: String,
+}
+
+#[utoipa::path(post, path = "/v1/classify", request_body = ClassifyBody,
+    responses((status = 200, description = "label (null when abstaining), confidence, ranked labels, similar examples"), (status = 404, description = "Unknown classifier")))]
+pub async fn classify(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<ClassifyBody>) -> Result<Response, ApiError> {
+    who.require(Action::Classify)?;
+    let ready = st.ready()?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::bad_request("the text is empty"));
+    }
+    if body.text.chars().count() > MAX_TICKET_CHARS {
+        return Err(ApiError::bad_request(format!("the text is longer than {MAX_TICKET_CHARS} characters")));
+    }
+    let tickets = ready.tickets.clone();
+    let cpu = st.cpu_slot().await?;
+    let p = blocking(move || {
+        let _permit = cpu;
+        let c = &tickets.classifiers;
+        let model = [&c.request_type, &c.domain, &c.category_l1, &c.department]
+            .into_iter()
+            .flatten()
+            .find(|m| m.meta.name == body.classifier)
+            .ok_or_else(|| ApiError::not_found(format!("no classifier '{}' is loaded", body.classifier)))?;
+        let emb = match (&tickets.embedder, model.needs_embedding()) {
+            (Some(e), true) => Some(e.embed(&[&embedding_text(&body.text)], TextKind::Query).map_err(|e| ApiError::internal(e.to_string()))?.remove(0)),
+            _ => None,
+        };
+        Ok(model.predict(&body.text, emb.as_deref()))
+    })
+    .await?;
+    Ok(axum::Json(p).into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    pub kb: String,
+    pub query: String,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Payload filters FIELD → VALUE (all must match), e.g. {"doc_type": "law", "article_no": 16}.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub filters: BTreeMap<String, Value>,
+}
+
+#[utoipa::path(post, path = "/v1/search", request_body = SearchBody,
+    responses((status = 200, description = "Hybrid (dense + BM25) hits with citations"), (status = 403, description = "KB outside the key's scope"), (status = 404, description = "Unknown KB")))]
+pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<SearchBody>) -> Result<Response, ApiError> {
+    who.require(Action::Search)?;
+    let ready = st.ready()?;
+    if !who.sees(&body.kb) {
+        return Err(ApiError::forbidden(format!("key '{}' has no access to knowledge base '{}'", who.key_id, body.kb)));
+    }
+    let kb = ready.assistant.kbs().iter().find(|k| k.def.id == body.kb).cloned().ok_or_else(|| ApiError::not_found(format!("unknown knowledge base '{}'", body.kb)))?;
+    if body.query.chars().count() > st.limits.max_question_chars {
+        return Err(ApiError::bad_request(format!("the query is longer than {} characters", st.limits.max_question_chars)));
+    }
+    let mut filter = Filter::none();
+    for (k, v) in body.filters {
+        if !(v.is_string() || v.is_number() || v.is_boolean()) {
+            return Err(ApiError::bad_request(format!("filter '{k}' must be a string, number or boolean")));
+        }
+        filter = filter.and(Condition::Eq { field: k, value: v });
+    }
+    let opts = SearchOptions { limit: body.limit.unwrap_or(5), filter, ..Default::default() };
+    let cpu = st.cpu_slot().await?;
+    let hits = blocking(move || {
+        let _permit = cpu;
+        kb.search(&body.query, &opts).map_err(ApiError::from)
+    })
+    .await?;
+    Ok(axum::Json(json!({"kb": body.kb, "hits": hits})).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/feedback", request_body = FeedbackRequest,
+    responses((status = 200, description = "Stored durably (fsync'd) with its id")))]
+pub async fn feedback(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<FeedbackRequest>) -> Result<Response, ApiError> {
+    who.require(Action::Feedback)?;
+    if body.target.trim().is_empty() || body.target.len() > 64 {
+        return Err(ApiError::bad_request("target must be 1..=64 characters"));
+    }
+    if body.input.chars().count() > MAX_TICKET_CHARS || body.suggestion.chars().count() > 20_000 || body.edited.as_ref().is_some_and(|e| e.chars().count() > 20_000) {
+        return Err(ApiError::bad_request("feedback text is too long"));
+    }
+    if body.verdict == crate::feedback::Verdict::Edit && body.edited.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        return Err(ApiError::bad_request("an `edit` verdict needs the edited text"));
+    }
+    let st2 = st.clone();
+    let key = who.key_id.clone();
+    let rec = blocking(move || st2.feedback.append(&key, body).map_err(|e| ApiError::internal(format!("feedback log: {e}")))).await?;
+    metrics::counter!("xiaoguan_feedback_total").increment(1);
+    Ok(axum::Json(json!({"id": rec.id, "stored": true})).into_response())
+}
