@@ -428,7 +428,10 @@ impl Assistant {
                     let t = Instant::now();
                     let blocks: Vec<String> =
                         hits.iter().enumerate().map(|(i, h)| prompt::source_block(i + 1, &h.title, &h.heading_path, &h.text)).collect();
-                    let (messages, n_sources) = prompt::build(g.as_ref(), &q, &blocks, self.config.max_context_tokens)?;
+                    let max_new = req.max_new_tokens.unwrap_or(self.config.max_new_tokens).clamp(1, 1024);
+                    // The prompt must leave room for the reply inside the model's context.
+                    let budget = self.config.max_context_tokens.min(g.context_length().saturating_sub(max_new + 16));
+                    let (messages, n_sources) = prompt::build(g.as_ref(), &q, &blocks, budget)?;
                     let srcs = &sources[..n_sources.min(sources.len())];
                     let mut pending = String::new();
                     let mut kept: Vec<String> = Vec::new();
@@ -468,23 +471,33 @@ impl Assistant {
                         go_on
                     };
                     let params = GenerateParams {
-                        max_new_tokens: req.max_new_tokens.unwrap_or(self.config.max_new_tokens).clamp(1, 1024),
+                        max_new_tokens: max_new,
                         decoding: Decoding::Greedy,
                         cancel: req.cancel.clone(),
                         ..Default::default()
                     };
-                    let generation = g.generate(&messages, &params, &mut |delta| {
+                    let generated = g.generate(&messages, &params, &mut |delta| {
                         pending.push_str(delta);
                         if !take_sentences(&mut pending, false, &mut kept, &mut checks, on_text) {
                             stopped = true;
                         }
                         !stopped
-                    })?;
+                    });
+                    // A generator failure (the prompt does not fit, a broken model) is ours, not the
+                    // caller's: answer extractively and say why.
+                    let generated_text = match generated {
+                        Ok(g) => g.text,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "generation failed; extractive answer instead");
+                            answer.notes.push(format!("the generator failed ({e})"));
+                            String::new()
+                        }
+                    };
                     take_sentences(&mut pending, true, &mut kept, &mut checks, on_text);
                     timings.generate_ms = ms(t) - verify_ms;
                     timings.verify_ms = verify_ms;
                     let removed = checks.iter().filter(|c| !c.supported).count();
-                    let says_no_answer = generation.text.contains("资料中没有相关内容");
+                    let says_no_answer = generated_text.contains("资料中没有相关内容");
                     let verification = verify::Verification { kept: kept.len(), removed, text: kept.join(""), sentences: checks };
                     answer.verification = Some(verification);
                     if says_no_answer && kept.is_empty() {

@@ -1,0 +1,319 @@
+//! The HTTP API without a network (tower `oneshot`), on knowledge bases and models the test
+//! builds itself: validation, keys and scopes, SSE, the generator queue, uploads, feedback.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+use xiaoguan_assist::classify::{self, TrainConfig};
+use xiaoguan_assist::dispatch::DispatchRules;
+use xiaoguan_assist::qa::facts::FactIndex;
+use xiaoguan_assist::qa::{AssistConfig, Assistant};
+use xiaoguan_assist::ticket::{TicketAssist, TicketClassifiers};
+use xiaoguan_kb::definition::KbDefinition;
+use xiaoguan_kb::{IngestOptions, KnowledgeBase};
+use xiaoguan_models::{fixtures, BertEmbedder, Embedder, Generator, QwenGenerator};
+use xiaoguan_server::auth::{hash_key, KeyEntry, Keys, Role};
+use xiaoguan_server::config::ServerConfig;
+use xiaoguan_server::state::{AppState, Ready};
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+// Fields drop in order: the state (and its stores, which flush on drop) before the folder.
+struct Env {
+    state: Arc<AppState>,
+    tmp: tempfile::TempDir,
+}
+
+fn kb(tmp: &Path, id: &str, docs: &[(&str, &str)], embedder: &Arc<dyn Embedder>) -> Arc<KnowledgeBase> {
+    let dir = tmp.join("defs").join(id);
+    for (name, text) in docs {
+        write(&dir.join("docs").join(name), text);
+    }
+    write(
+        &dir.join("kb.toml"),
+        &format!("id = \"{id}\"\ntitle = \"{id}\"\ndomain = \"测试\"\ndescription = \"测试\"\nembedder = \"tiny\"\n[[sources]]\nbase = \"kb\"\ninclude = [\"docs/*\"]\ndoc_type = \"guide\"\n"),
+    );
+    let def = KbDefinition::load(&dir.join("kb.toml")).unwrap();
+    let kb = Arc::new(KnowledgeBase::open(&def, &tmp.join("kbs"), embedder.clone()).unwrap());
+    kb.ingest(&IngestOptions { data_root: tmp.to_path_buf(), progress: false, batch_docs: 8, max_batches: None, uploads_dir: Some(tmp.join("uploads").join(id)) }).unwrap();
+    kb
+}
+
+fn setup(keys: Keys, queue: usize, with_generator: bool) -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("embedder");
+    let facts = fixtures::tiny_embedder_dir(&model_dir).unwrap();
+    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model_dir, "tiny", &facts).unwrap());
+    let a = kb(tmp.path(), "kb-a", &[("社保卡.md", "# 社保卡补办指南\n\n一、办理地点\n\n社保卡丢失后，携带身份证到社保卡服务网点挂失补领，补卡工本费由个人承担。\n")], &embedder);
+    let b = kb(tmp.path(), "kb-b", &[("秘密.md", "# 乙库内部资料\n\n一、说明\n\n这是乙知识库独有的内容，只有乙库的密钥能看到。\n")], &embedder);
+    let generator: Option<Arc<dyn Generator>> = if with_generator {
+        let gdir = tmp.path().join("generator");
+        let gf = fixtures::tiny_generator_dir(&gdir).unwrap();
+        Some(Arc::new(QwenGenerator::load(&gdir, "tiny-gen", &gf).unwrap()))
+    } else {
+        None
+    };
+    // The tiny embedder's similarities mean nothing: open the gate so answers come back.
+    let config = AssistConfig { evidence_min_similarity: -1.0, evidence_min_coverage: 0.0, max_new_tokens: 8, ..Default::default() };
+    let assistant = Arc::new(Assistant::new(vec![a, b], generator, FactIndex::default(), config).unwrap());
+    let examples: Vec<classify::Example> = (0..40)
+        .map(|i| classify::Example {
+            id: format!("e{i}"),
+            text: if i % 2 == 0 { format!("社保卡补办问题{i}") } else { format!("道路积水严重{i}") },
+            label: if i % 2 == 0 { "人社局".into() } else { "城管委".into() },
+        })
+        .collect();
+    let cfg = TrainConfig { ngram: classify::features::NgramConfig { buckets: 4096, ..Default::default() }, ..Default::default() };
+    let (model, _) = classify::train(&examples, 0, "t", None, None, &cfg).unwrap();
+    let rules = DispatchRules::parse("[[rules]]\nid = \"gas\"\ndepartments = [\"城管委\"]\nany = [\"燃气\"]\nreason = \"燃气安全\"\n").unwrap();
+    let tickets = Arc::new(TicketAssist {
+        classifiers: TicketClassifiers { department: Some(model), ..Default::default() },
+        rules,
+        embedder: None,
+        assistant: Some(assistant.clone()),
+        rule_bonus: 0.5,
+    });
+    let mut config = ServerConfig::default();
+    config.limits.generator_queue = queue;
+    config.limits.max_upload_bytes = 4096;
+    let state = xiaoguan_server::state(config, keys, &tmp.path().join("feedback.jsonl")).unwrap();
+    let ready = Ready { assistant, tickets, kb_defs: Vec::new(), uploads_root: tmp.path().join("uploads"), data_root: tmp.path().to_path_buf() };
+    assert!(state.ready.set(ready).is_ok());
+    Env { state, tmp }
+}
+
+async fn call(env: &Env, method: &str, uri: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    let (status, bytes, _) = call_raw(env, method, uri, key, body.map(|b| b.to_string().into_bytes()), "application/json").await;
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+}
+
+async fn call_raw(env: &Env, method: &str, uri: &str, key: Option<&str>, body: Option<Vec<u8>>, ctype: &str) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
+    let mut req = Request::builder().method(method).uri(uri).header("content-type", ctype);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+    let resp = xiaoguan_server::routes::router(env.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, bytes, headers)
+}
+
+fn keys() -> Keys {
+    let k = |id: &str, role: Role, kbs: &[&str]| KeyEntry { id: id.into(), sha256: hash_key(id), role, kbs: kbs.iter().map(|s| s.to_string()).collect() };
+    Keys::from_entries(vec![
+        k("admin-key", Role::Admin, &["*"]),
+        k("agent-a", Role::Agent, &["kb-a"]),
+        k("integrator", Role::Integrator, &["*"]),
+    ])
+}
+
+#[tokio::test]
+async fn health_openapi_and_metrics() {
+    let env = setup(Keys::default(), 4, false);
+    assert_eq!(call(&env, "GET", "/healthz", None, None).await.0, StatusCode::OK);
+    let (s, ready) = call(&env, "GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ready["kbs"].as_array().unwrap().len(), 2);
+    let (_, doc) = call(&env, "GET", "/openapi.json", None, None).await;
+    assert!(doc["paths"]["/v1/chat/completions"].is_object());
+    assert!(doc["paths"]["/v1/tickets/assist"].is_object());
+    let (s, _, _) = call_raw(&env, "GET", "/", None, None, "text/html").await;
+    assert_eq!(s, StatusCode::OK);
+    call(&env, "POST", "/v1/ask", None, Some(json!({"question": "社保卡怎么补办", "mode": "extractive"}))).await;
+    let (_, m, _) = call_raw(&env, "GET", "/metrics", None, None, "text/plain").await;
+    let m = String::from_utf8(m).unwrap();
+    assert!(m.contains("xiaoguan_http_requests_total") && m.contains("/v1/ask"), "{m}");
+    let (s, e) = call(&env, "GET", "/nope", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(e["error"]["type"], "not_found");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx() {
+    let env = setup(Keys::default(), 4, false);
+    let cases = [
+        (json!({"question": ""}), StatusCode::BAD_REQUEST),
+        (json!({"question": 5}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"question": "x".repeat(3000)}), StatusCode::BAD_REQUEST),
+        (json!({"question": "社保卡", "mode": "creative"}), StatusCode::BAD_REQUEST),
+        (json!({"question": "社保卡", "kbs": ["no-such-kb"]}), StatusCode::NOT_FOUND),
+        (json!({"question": "社保卡", "surprise": 1}), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, want) in cases {
+        let (s, e) = call(&env, "POST", "/v1/ask", None, Some(body.clone())).await;
+        assert_eq!(s, want, "{body} → {e}");
+        assert!(e["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    }
+    let (s, _, _) = call_raw(&env, "POST", "/v1/ask", None, Some(b"{not json".to_vec()), "application/json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = call_raw(&env, "POST", "/v1/ask", None, Some(vec![0x7b, 0x22, 0xff, 0xfe]), "application/json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "non-UTF-8 bytes");
+    let (s, _, _) = call_raw(&env, "POST", "/v1/ask", None, Some(b"question=x".to_vec()), "text/plain").await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, _) = call(&env, "POST", "/v1/chat/completions", None, Some(json!({"messages": []}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = call(&env, "POST", "/v1/chat/completions", None, Some(json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&env, "POST", "/v1/tickets/assist", None, Some(json!({"text": "   "}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = call(&env, "POST", "/v1/classify", None, Some(json!({"text": "x", "classifier": "nope"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&env, "POST", "/v1/feedback", None, Some(json!({"target": "reply", "verdict": "edit", "input": "a", "suggestion": "b"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "edit without the edited text");
+}
+
+#[tokio::test]
+async fn keys_roles_and_kb_scopes() {
+    let env = setup(keys(), 4, false);
+    let (s, e) = call(&env, "POST", "/v1/ask", None, Some(json!({"question": "社保卡"}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
+    assert_eq!(call(&env, "POST", "/v1/ask", Some("wrong"), Some(json!({"question": "社保卡"}))).await.0, StatusCode::UNAUTHORIZED);
+    // An integrator answers but may not run ticket assist or admin routes.
+    assert_eq!(call(&env, "POST", "/v1/tickets/assist", Some("integrator"), Some(json!({"text": "燃气"}))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "POST", "/v1/kbs/kb-a/reindex", Some("agent-a"), None).await.0, StatusCode::FORBIDDEN);
+    // A key for KB A never sees KB B: not in lists, stats, search, or citations.
+    let (_, list) = call(&env, "GET", "/v1/kbs", Some("agent-a"), None).await;
+    let ids: Vec<&str> = list["kbs"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["kb-a"]);
+    assert_eq!(call(&env, "GET", "/v1/kbs/kb-b", Some("agent-a"), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "POST", "/v1/search", Some("agent-a"), Some(json!({"kb": "kb-b", "query": "乙库"}))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "POST", "/v1/ask", Some("agent-a"), Some(json!({"question": "乙库", "kbs": ["kb-b"]}))).await.0, StatusCode::FORBIDDEN);
+    for q in ["乙知识库独有的内容是什么", "社保卡怎么补办"] {
+        let (s, a) = call(&env, "POST", "/v1/ask", Some("agent-a"), Some(json!({"question": q, "mode": "extractive"}))).await;
+        assert_eq!(s, StatusCode::OK);
+        for c in a["citations"].as_array().unwrap().iter().chain(a["related"].as_array().unwrap()) {
+            assert_eq!(c["kb"], "kb-a", "{a}");
+        }
+        assert!(!a["kb_versions"].as_object().unwrap().contains_key("kb-b"));
+    }
+    let (_, t) = call(&env, "POST", "/v1/tickets/assist", Some("agent-a"), Some(json!({"text": "乙知识库独有的内容"}))).await;
+    for c in t["suggested_reply"]["citations"].as_array().unwrap() {
+        assert_eq!(c["kb"], "kb-a");
+    }
+    // The admin sees both.
+    let (_, list) = call(&env, "GET", "/v1/kbs", Some("admin-key"), None).await;
+    assert_eq!(list["kbs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn chat_completions_plain_and_streamed() {
+    let env = setup(Keys::default(), 4, false);
+    let (s, c) = call(&env, "POST", "/v1/chat/completions", None, Some(json!({"model": "kb-a", "messages": [{"role": "system", "content": "你好"}, {"role": "user", "content": "社保卡丢了怎么补办"}]}))).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["object"], "chat.completion");
+    assert!(c["choices"][0]["message"]["content"].as_str().unwrap().contains("补领"), "{c}");
+    assert!(c["xiaoguan"]["citations"].as_array().is_some());
+    assert_eq!(c["xiaoguan"]["handoff"], false);
+    let body = json!({"model": "auto", "stream": true, "messages": [{"role": "user", "content": [{"type": "text", "text": "社保卡丢了怎么补办"}]}]});
+    let (s, bytes, headers) = call_raw(&env, "POST", "/v1/chat/completions", None, Some(body.to_string().into_bytes()), "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = String::from_utf8(bytes).unwrap();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(content.contains("补领"));
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert!(last["xiaoguan"]["citations"].as_array().is_some_and(|c| !c.is_empty()), "{last}");
+    // Native streaming: delta events, then the answer event.
+    let (s, bytes, _) = call_raw(&env, "POST", "/v1/ask?stream=true", None, Some(json!({"question": "社保卡丢了怎么补办", "mode": "extractive"}).to_string().into_bytes()), "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("event: delta") && text.contains("event: answer"), "{text}");
+}
+
+#[tokio::test]
+async fn conversations_rewrite_follow_ups() {
+    let env = setup(Keys::default(), 4, false);
+    let q = |question: &str| json!({"question": question, "conversation_id": "c1", "mode": "extractive"});
+    call(&env, "POST", "/v1/ask", None, Some(q("社保卡补办需要哪些材料"))).await;
+    let (_, a) = call(&env, "POST", "/v1/ask", None, Some(q("那在哪里办？"))).await;
+    assert!(a["rewritten_question"].as_str().is_some_and(|r| r.contains("社保卡")), "{a}");
+}
+
+#[tokio::test]
+async fn a_full_generator_queue_sheds_load_with_429() {
+    let env = setup(Keys::default(), 0, true);
+    // Hold the generator, as a long generation would.
+    let held = env.state.generator.clone().acquire_owned().await.unwrap();
+    let st = env.state.clone();
+    let first = tokio::spawn(async move {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/ask")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"question": "社保卡怎么补办", "mode": "generate"}).to_string()))
+            .unwrap();
+        xiaoguan_server::routes::router(st).oneshot(req).await.unwrap().status()
+    });
+    // Wait until the first request is queued.
+    for _ in 0..400 {
+        if env.state.waiting.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (s, bytes, headers) = call_raw(&env, "POST", "/v1/ask", None, Some(json!({"question": "社保卡", "mode": "generate"}).to_string().into_bytes()), "application/json").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{}", String::from_utf8_lossy(&bytes));
+    assert!(headers.contains_key("retry-after"));
+    // Extractive answers do not wait for the generator.
+    assert_eq!(call(&env, "POST", "/v1/ask", None, Some(json!({"question": "社保卡", "mode": "extractive"}))).await.0, StatusCode::OK);
+    drop(held);
+    assert_eq!(first.await.unwrap(), StatusCode::OK, "the queued request runs once the generator is free");
+}
+
+#[tokio::test]
+async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
+    let env = setup(keys(), 4, false);
+    let admin = Some("admin-key");
+    let doc = "# 灵活就业参保须知\n\n一、缴费方式\n\n灵活就业人员可以按月或按季度缴纳基本养老保险费，独特标记词：青鸟计划。\n";
+    let (s, bytes, _) = call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=%E9%A1%BB%E7%9F%A5.md", admin, Some(doc.as_bytes().to_vec()), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
+    assert!(found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")), "{found}");
+    let (_, info) = call(&env, "GET", "/v1/kbs/kb-a", admin, None).await;
+    assert!(info["document_list"].as_array().unwrap().iter().any(|d| d["doc_id"] == "uploads/须知.md"), "{info}");
+    // Bad names and types, oversized and unreadable files are refused; nothing is kept.
+    assert_eq!(call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=..%2Fx.md", admin, Some(b"x".to_vec()), "application/octet-stream").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=x.exe", admin, Some(b"x".to_vec()), "application/octet-stream").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=big.md", admin, Some(vec![b'a'; 10_000]), "application/octet-stream").await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _, _) = call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=bad.txt", admin, Some(vec![0xC9, 0xE7, 0xff, 0xfe]), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(!env.tmp.path().join("uploads/kb-a/bad.txt").exists());
+    assert_eq!(call(&env, "POST", "/v1/kbs/kb-x/reindex", admin, None).await.0, StatusCode::NOT_FOUND);
+    let (s, r) = call(&env, "DELETE", "/v1/kbs/kb-a/documents/%E9%A1%BB%E7%9F%A5.md", admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
+    assert!(!found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")));
+    assert_eq!(call(&env, "DELETE", "/v1/kbs/kb-a/documents/%E7%A4%BE%E4%BF%9D%E5%8D%A1.md", admin, None).await.0, StatusCode::NOT_FOUND, "corpus documents are not uploads");
+    let fb = json!({"target": "reply", "verdict": "edit", "input": "电话13812345678", "suggestion": "原", "edited": "改"});
+    let (s, r) = call(&env, "POST", "/v1/feedback", Some("agent-a"), Some(fb)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let log = std::fs::read_to_string(env.tmp.path().join("feedback.jsonl")).unwrap();
+    assert!(log.contains("\"key_id\":\"agent-a\"") && !log.contains("13812345678"));
+}
+
+#[tokio::test]
+async fn ticket_assist_and_classify() {
+    let env = setup(Keys::default(), 4, false);
+    let (s, t) = call(&env, "POST", "/v1/tickets/assist", None, Some(json!({"text": "我叫王小明，电话13812345678，楼道燃气泄漏，请尽快处理"}))).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert!(!t.to_string().contains("13812345678"), "no personal data in the response");
+    assert_eq!(t["signals"]["escalate"], true);
+    assert_eq!(t["departments"][0]["department"], "城管委");
+    let (s, p) = call(&env, "POST", "/v1/classify", None, Some(json!({"text": "社保卡补办问题", "classifier": "classifier"}))).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["ranked"][0]["label"], "人社局");
+}
