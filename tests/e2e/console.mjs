@@ -1,0 +1,47 @@
+// The agent console in headless Chromium: analyse a ticket (弱信号 banner, departments, reply
+// with a clickable citation), accept the suggestion (feedback), and stream a chat answer.
+import { createRequire } from 'node:module';
+
+// playwright-core lives in the test's own node folder (NODE_DIR), outside the repository.
+const require = createRequire(process.env.NODE_DIR + '/');
+const { chromium } = require('playwright-core');
+
+const [base, key, shot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const fail = (m) => { console.error('console: ' + m); process.exit(1); };
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(base + '/');
+  await page.fill('#key', key);
+  await page.dispatchEvent('#key', 'change');
+  await page.fill('#ticket', '我叫王小明，电话13812345678。小区楼道里闻到很重的煤气味，燃气管道漏气，老人头晕，请尽快派人处理！失业保险金领取有什么条件？');
+  await page.click('#analyze');
+  await page.waitForSelector('#result:not([hidden])', { timeout: 30000 });
+  const banner = await page.textContent('#signals');
+  if (!banner.includes('弱信号')) fail('no 弱信号 banner: ' + banner);
+  const masked = await page.content();
+  if (masked.includes('13812345678')) fail('the phone number reached the page');
+  const depts = await page.textContent('#depts');
+  if (!depts.includes('1.')) fail('no department ranking');
+  const cite = await page.$('#reply .cite');
+  if (cite) {
+    await cite.click();
+    const src = await page.textContent('#source');
+    if (!src || src.length < 10) fail('the citation did not open its source');
+  }
+  await page.click('button[data-verdict="accept"]');
+  await page.waitForFunction(() => document.querySelector('#fb-status').textContent.includes('已记录'), null, { timeout: 10000 });
+  await page.fill('#question', '失业保险金最长能领多久？');
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelector('#chatlog').textContent.includes('置信度'), null, { timeout: 30000 });
+  const chat = await page.textContent('#chatlog');
+  if (!chat.includes('失业保险金')) fail('no streamed answer: ' + chat);
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log('console: ok');
+} finally {
+  await browser.close();
+}
