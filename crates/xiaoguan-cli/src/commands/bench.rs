@@ -37,6 +37,8 @@ pub enum BenchCmd {
     /// Hybrid search latency, upsert rate, memory and disk of the embedded store at scale
     /// (random unit vectors, BM25 over real statute sentences when the data root is there).
     Store(StoreBench),
+    /// Load test a running service (closed loop): throughput, latency percentiles, 429s, server memory.
+    Http(super::load::HttpBench),
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +83,7 @@ pub fn run(reg: &ModelRegistry, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Embed(b) => embed(reg, b),
         BenchCmd::Generate(b) => generate(reg, b),
         BenchCmd::Store(b) => store(reg, b),
+        BenchCmd::Http(b) => super::load::run(b),
         BenchCmd::Texts => {
             for t in SAMPLE_TEXTS {
                 println!("{t}");

@@ -4,6 +4,7 @@ pub mod classify;
 pub mod eval;
 pub mod infer;
 pub mod kb;
+pub mod load;
 pub mod models;
 pub mod serve;
 
