@@ -84,13 +84,14 @@ impl TfidfFeaturizer {
             .into_iter()
             .map(|(b, tf)| (b, (1.0 + tf.ln()) * self.idf.get(b as usize).copied().unwrap_or(1.0)))
             .collect();
+        // Sorted before summing: hash-map order would change the norm's last bits run to run.
+        v.sort_by_key(|(b, _)| *b);
         let norm = v.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
             for (_, x) in &mut v {
                 *x /= norm;
             }
         }
-        v.sort_by_key(|(b, _)| *b);
         v
     }
 }

@@ -21,7 +21,7 @@ pub fn extract(question: &str, sources: &[&str], max_chars: usize) -> Vec<Extrac
         for (pos, s) in xiaoguan_text::sentences::split(text).into_iter().enumerate() {
             let s = s.trim();
             // Headings and fragments carry no answer.
-            if letters(s).len() < 6 {
+            if s.starts_with('#') || letters(s).len() < 6 {
                 continue;
             }
             let sb = bigrams(&letters(s));
@@ -29,6 +29,7 @@ pub fn extract(question: &str, sources: &[&str], max_chars: usize) -> Vec<Extrac
             scored.push((si, pos, s.to_string(), overlap * prior));
         }
     }
+    let all = scored.clone();
     scored.sort_by(|a, b| b.3.total_cmp(&a.3));
     // Sentences far below the best one are noise, not the answer.
     let floor = scored.first().map(|s| s.3 * 0.5).unwrap_or(0.0);
@@ -51,6 +52,19 @@ pub fn extract(question: &str, sources: &[&str], max_chars: usize) -> Vec<Extrac
         chosen.push(s);
         if used >= max_chars || chosen.len() >= 4 {
             break;
+        }
+    }
+    // A chosen sentence's next sentence often finishes the thought ("…最长为十二个月。累计缴费满
+    // 十年的，最长为二十四个月。"): keep it when it shares something with the question.
+    let followers: Vec<(usize, usize, String, f32)> = chosen
+        .iter()
+        .filter_map(|c| all.iter().find(|n| n.0 == c.0 && n.1 == c.1 + 1 && n.3 > 0.0).cloned())
+        .collect();
+    for f in followers {
+        let len = f.2.chars().count();
+        if used + len <= max_chars + max_chars / 2 && !chosen.iter().any(|c| c.0 == f.0 && c.1 == f.1) {
+            used += len;
+            chosen.push(f);
         }
     }
     // Read in source order, sentence order: answers read like the document.
