@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: build, pull the default models, build the knowledge
-# bases (incrementally: later runs only embed what changed), and answer a question with citations.
+# bases (incrementally: later runs only embed what changed), train the ticket classifiers, answer a
+# question with citations, and start the service.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ensure_system_packages
@@ -16,7 +17,14 @@ if [ -d "${XIAOGUAN_DATA_ROOT:-$REPO_ROOT/../shared/data}" ]; then
 fi
 "$XG" kb ingest "${KBS[@]}"
 "$XG" kb list
+# The ticket classifiers are trained from the dev data (reruns reuse the cached embeddings).
+if [ -d "${XIAOGUAN_DATA_ROOT:-$REPO_ROOT/../shared/data}" ]; then
+    "$XG" classify train
+fi
 QUESTION="${1:-失业保险金最长能领多久？}"
-# Until grounded answering lands, the answer is the cited passages themselves: the 0.5B generator
-# alone answers this question wrongly (see README), and a wrong confident answer is the worst outcome.
-for kb in "${KBS[@]:0:2}"; do "$XG" kb search "$kb" "$QUESTION" -k 3; done
+# One grounded answer from the command line (extractive: fast, cited, nothing invented)…
+"$XG" ask --mode extractive "$QUESTION"
+# …then the service: 小莞 chat (OpenAI-compatible), ticket assist, the agent console at /.
+# Open mode on loopback; give --keys FILE (see `xiaoguan keys new`) for roles and KB scopes.
+echo "serving on http://${XIAOGUAN_BIND:-127.0.0.1:8080}/ (console), /v1/chat/completions, /v1/tickets/assist, /openapi.json" >&2
+exec "$XG" serve --bind "${XIAOGUAN_BIND:-127.0.0.1:8080}"

@@ -108,3 +108,70 @@ fn kb_user_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("x/kb.toml"), "{err}");
 }
+
+/// Runs in the repository root (where assist.toml, rules/ and evals/ are).
+fn in_repo(home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xiaoguan"))
+        .args(args)
+        .current_dir(repo)
+        .env("XIAOGUAN_HOME", home)
+        .env_remove("XIAOGUAN_MODELS_DIR")
+        .env_remove("XIAOGUAN_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn answering_commands_report_bad_input_with_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("bad.jsonl");
+    std::fs::write(&data, "{\"text\": \"a\", \"label\": \"x\"}\n{oops}\n").unwrap();
+    let (code, _, err) = in_repo(home.path(), &["classify", "train", "--data", data.to_str().unwrap(), "--no-embed"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.jsonl:2"), "the file and line are named: {err}");
+    let (code, _, err) = in_repo(home.path(), &["classify", "train", "no-such-head"], None);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = in_repo(home.path(), &["classify", "predict", "domain", "路灯坏了"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("classify train"), "{err}");
+    let (code, _, err) = in_repo(home.path(), &["ask", "--config", "no-such.toml", "你好"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such.toml"), "{err}");
+    let (code, _, err) = in_repo(home.path(), &["ask", "--mode", "extractive", "失业保险金怎么领"], None);
+    assert_eq!(code, 2, "nothing ingested in this home: {err}");
+    assert!(err.contains("kb ingest"), "{err}");
+    let (code, _, err) = in_repo(home.path(), &["ticket", "-"], Some("{\"text\": 5}"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("stdin:1"), "{err}");
+    let (code, _, err) = in_repo(home.path(), &["eval", "run", "no-such-suite.yaml"], None);
+    assert_eq!(code, 2, "{err}");
+    let bad_suite = home.path().join("s.yaml");
+    std::fs::write(&bad_suite, "name: s\ntask: guessing\ndatasets: []\nfields: {input: [q]}\n").unwrap();
+    let (code, _, err) = in_repo(home.path(), &["eval", "run", bad_suite.to_str().unwrap()], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("s.yaml") && err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn ticket_assist_works_without_models_or_kbs() {
+    // No classifiers trained and no KB ingested in this home: masking, summary, signals and the
+    // rules still work, and the missing parts say so.
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = in_repo(home.path(), &["ticket", "--json", "-"], Some("我叫王小明，电话13812345678，小区燃气泄漏，闻到很重的煤气味"));
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!out.contains("13812345678"));
+    assert_eq!(r["signals"]["escalate"], true);
+    assert!(r["request_type"].is_null() && r["needs_review"] == true);
+    assert!(r["departments"][0]["department"].as_str().is_some(), "the rules file still dispatches: {out}");
+    let (code, _, _) = in_repo(home.path(), &["keys", "new", "--id", "a", "--role", "agent"], None);
+    assert_eq!(code, 0);
+}
