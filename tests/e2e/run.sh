@@ -79,6 +79,19 @@ tail -n 3 "$WORK/sse.txt" | grep -q 'data: \[DONE\]' || fail "the stream did not
 grep -q '"finish_reason":"stop"' "$WORK/sse.txt" || fail "no final chunk"
 grep -q '"citations"' "$WORK/sse.txt" || fail "no citations in the stream"
 
+# The evaluation harness against the running service (its native API), as against any HTTP system.
+printf '%s\n' '{"id":"1","q":"失业保险金最长能领多久？"}' '{"id":"2","q":"离婚后孩子抚养权归谁？"}' >"$WORK/e2e-suite.jsonl"
+cat > "$WORK/e2e-suite.yaml" <<EOT
+name: e2e-http
+task: refusal
+datasets:
+  - {path: $WORK/e2e-suite.jsonl, expected: answer}
+fields: {id: id, input: [q]}
+system: {kind: native, api_key_env: E2E_KEY, mode: extractive}
+EOT
+E2E_KEY="$AGENT_KEY" "$X" eval run "$WORK/e2e-suite.yaml" --url "$BASE" --out "$WORK/eval" --resamples 50 -q >/dev/null || fail "eval over HTTP"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["items"]==2 and s["latency"]["errors"]==0, s' "$WORK/eval/e2e-http/summary.json" || fail "eval over HTTP had errors"
+
 # The unmodified OpenAI client library.
 VENV="$XIAOGUAN_HOME_SHARED/e2e-venv"
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi

@@ -77,23 +77,6 @@ pub fn git_commit(dir: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = secs / 86400;
-    let (h, m, s) = ((secs % 86400) / 3600, (secs % 3600) / 60, secs % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (mo <= 2) as i64;
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
 pub struct RunOptions<'a> {
     pub data_root: &'a Path,
     pub out_dir: &'a Path,
@@ -107,7 +90,7 @@ pub struct RunOptions<'a> {
 /// Run one suite end to end and write its outputs.
 pub fn run_suite(suite: &Suite, suite_sha: &str, sut: &dyn system::SystemUnderTest, opts: &RunOptions) -> Result<RunSummary, EvalError> {
     let started = std::time::Instant::now();
-    let started_at = now_rfc3339();
+    let started_at = xiaoguan_kb::state::now_rfc3339();
     let (mut items, datasets) = suite::load_items(suite, opts.data_root, opts.holdout_percent)?;
     if let Some(l) = opts.limit {
         items.truncate(l);
@@ -158,16 +141,4 @@ pub fn load_run(dir: &Path) -> Result<(RunSummary, Vec<ItemResult>), EvalError> 
         results.push(serde_json::from_str(&line).map_err(|e| EvalError::Input(format!("{}:{}: {e}", rp.display(), i + 1)))?);
     }
     Ok((s, results))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 20);
-        assert!(t.starts_with("20") && t.ends_with('Z'));
-    }
 }

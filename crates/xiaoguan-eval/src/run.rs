@@ -68,6 +68,11 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
     items
         .iter()
         .map(|item| {
+            // Gold labels in the system's spelling, so accuracy, macro-F1 and the confusion matrix agree.
+            let expected = match suite.task {
+                Task::Classification | Task::Routing => item.expected.as_deref().map(|e| sut.canonical_label(e)),
+                _ => item.expected.clone(),
+            };
             let t = Instant::now();
             let out: Result<(Value, BTreeMap<String, f64>), EvalError> = (|| {
                 let mut s = BTreeMap::new();
@@ -85,7 +90,7 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                     }
                     Task::Classification | Task::Routing => {
                         let c = sut.classify(&item.input, &item.id)?;
-                        let exp = sut.canonical_label(item.expected.as_deref().unwrap_or_default());
+                        let exp = expected.clone().unwrap_or_default();
                         s.insert("correct".into(), (c.ranked.first() == Some(&exp)) as u8 as f64);
                         s.insert("top3".into(), c.ranked.iter().take(3).any(|l| *l == exp) as u8 as f64);
                         s.insert("abstained".into(), c.abstained as u8 as f64);
@@ -145,11 +150,11 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
             let latency_ms = t.elapsed().as_secs_f64() * 1000.0;
             progress();
             match out {
-                Ok((output, scores)) => ItemResult { id: item.id.clone(), input: item.input.clone(), expected: item.expected.clone(), output, scores, latency_ms, error: None },
+                Ok((output, scores)) => ItemResult { id: item.id.clone(), input: item.input.clone(), expected, output, scores, latency_ms, error: None },
                 Err(e) => ItemResult {
                     id: item.id.clone(),
                     input: item.input.clone(),
-                    expected: item.expected.clone(),
+                    expected,
                     output: Value::Null,
                     scores: BTreeMap::from([("correct".into(), 0.0)]),
                     latency_ms,

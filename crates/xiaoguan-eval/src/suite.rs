@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,23 +220,7 @@ pub fn load_items(suite: &Suite, data_root: &Path, holdout_percent: u64) -> Resu
     let mut loaded = Vec::new();
     for (di, d) in suite.datasets.iter().enumerate() {
         let path = if d.path.is_absolute() { d.path.clone() } else { data_root.join(&d.path) };
-        let bytes = std::fs::read(&path).map_err(|e| EvalError::Input(format!("{}: {e}", path.display())))?;
-        let sha = hex::encode(Sha256::digest(&bytes));
-        let rows: Vec<(usize, Value)> = if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            let v: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| EvalError::Input(format!("{}:{}: {e}", path.display(), e.line())))?;
-            v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
-        } else {
-            let mut out = Vec::new();
-            for (i, line) in bytes.lines().enumerate() {
-                let line = line.map_err(|e| EvalError::Input(format!("{}:{}: {e}", path.display(), i + 1)))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(&line).map_err(|e| EvalError::Input(format!("{}:{}: {e}", path.display(), i + 1)))?;
-                out.push((i + 1, v));
-            }
-            out
-        };
+        let (rows, sha) = xiaoguan_assist::classify::train::read_rows(&path).map_err(|e| EvalError::Input(e.to_string()))?;
         let total = rows.len();
         let mut kept = 0;
         for (line, v) in rows {

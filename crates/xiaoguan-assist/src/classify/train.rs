@@ -31,26 +31,7 @@ pub fn load_examples(
     id_field: Option<&str>,
     label_map: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<Example>, usize, String)> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => AssistError::InvalidInput(format!("{}: no such file", path.display())),
-        _ => AssistError::io("read", path, e),
-    })?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    let rows: Vec<(usize, Value)> = if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        let v: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), e.line())))?;
-        v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
-    } else {
-        let mut out = Vec::new();
-        for (i, line) in bytes.lines().enumerate() {
-            let line = line.map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&line).map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
-            out.push((i + 1, v));
-        }
-        out
-    };
+    let (rows, sha) = read_rows(path)?;
     let mut examples = Vec::new();
     let mut skipped = 0;
     for (line, row) in rows {
@@ -87,6 +68,32 @@ pub fn load_examples(
         examples.push(Example { id, text, label });
     }
     Ok((examples, skipped, sha))
+}
+
+/// The objects of a JSONL file or a JSON array, each with its line (JSONL) or position (array),
+/// and the file's sha256. Bad JSON is the caller's error, named by file and line.
+pub fn read_rows(path: &Path) -> Result<(Vec<(usize, Value)>, String)> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => AssistError::InvalidInput(format!("{}: no such file", path.display())),
+        _ => AssistError::io("read", path, e),
+    })?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let rows: Vec<(usize, Value)> = if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let v: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), e.line())))?;
+        v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+    } else {
+        let mut out = Vec::new();
+        for (i, line) in bytes.lines().enumerate() {
+            let line = line.map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line).map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
+            out.push((i + 1, v));
+        }
+        out
+    };
+    Ok((rows, sha))
 }
 
 #[derive(Debug, Clone)]

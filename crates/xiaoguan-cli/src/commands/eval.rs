@@ -77,8 +77,15 @@ fn pipeline(reg: &ModelRegistry, settings: &SettingsArgs, suite: &Suite) -> anyh
     };
     let rules = if s.rules.is_some() { Some(setup::load_rules(&s)?) } else { None };
     let tickets = if suite.task == Task::Ticket { Some(setup::ticket_assist(reg, &paths, &s, assistant.clone())?) } else { None };
+    // Model identity: the manifest hash each prepared folder was built from (its weights' sha256 are in the manifest).
+    let model_hashes: serde_json::Map<String, serde_json::Value> = reg
+        .manifests()
+        .iter()
+        .filter_map(|m| reg.store().read_marker(&m.id).map(|mk| (m.id.clone(), serde_json::Value::from(mk.manifest_sha256))))
+        .collect();
     let describe = serde_json::json!({
         "kind": "pipeline",
+        "model_manifest_sha256": model_hashes,
         "kbs": assistant.as_ref().map(|a| a.kbs().iter().map(|k| serde_json::json!({"id": k.def.id, "version": k.version()})).collect::<Vec<_>>()),
         "embedder": assistant.as_ref().map(|a| a.embedder().model_id().to_string()).or_else(|| embedder.as_ref().map(|e| e.model_id().to_string())),
         "generator": assistant.as_ref().and_then(|a| a.generator().map(|g| g.model_id().to_string())),
