@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use xiaoguan_assist::qa::facts::FactIndex;
 use xiaoguan_assist::qa::rewrite::{Role, Turn};
-use xiaoguan_assist::qa::{AnswerMode, AnsweredBy, AskRequest, AssistConfig, Assistant};
+use xiaoguan_assist::qa::{AnswerMode, AnsweredBy, AskRequest, AssistConfig, Assistant, Routing};
 use xiaoguan_kb::definition::KbDefinition;
 use xiaoguan_kb::{IngestOptions, KnowledgeBase};
 use xiaoguan_models::{fixtures, BertEmbedder, Embedder, Generator, QwenGenerator};
@@ -136,4 +136,18 @@ fn unverifiable_generation_falls_back_to_extractive() {
     assert!(err.is_user_error());
     let err = no_gen.ask(&AskRequest { question: "x".into(), kbs: Some(vec!["nope".into()]), ..Default::default() }, &mut |_| true).unwrap_err();
     assert!(err.is_user_error());
+}
+
+#[test]
+fn both_routing_strategies_rank_every_kb_and_answer() {
+    let env = setup();
+    let a = Assistant::new(env.kbs.clone(), None, FactIndex::default(), open_gate()).unwrap();
+    for strategy in [Routing::SearchAll, Routing::Description] {
+        let ranked = a.route("失业保险金的领取期限最长多久", strategy).unwrap();
+        assert_eq!(ranked.len(), 3, "{strategy:?}");
+        assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1), "best first: {ranked:?}");
+    }
+    let narrow = Assistant::new(env.kbs.clone(), None, FactIndex::default(), AssistConfig { routing: Routing::Description, ..open_gate() }).unwrap();
+    let ans = ask(&narrow, "失业保险金的领取期限最长多久", AnswerMode::Extractive);
+    assert!(ans.routes.len() <= 3 && !ans.routes.is_empty());
 }

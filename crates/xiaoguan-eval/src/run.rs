@@ -89,7 +89,11 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                         json!({"rank": rank, "top": hits.iter().take(3).map(|h| &h.chunk_id).collect::<Vec<_>>()})
                     }
                     Task::Classification | Task::Routing => {
-                        let c = sut.classify(&item.input, &item.id)?;
+                        let c = if suite.task == Task::Routing && suite.system.router.is_some() {
+                            crate::system::ClassOutput { ranked: sut.route(&item.input)?, abstained: false, confidence: 0.0 }
+                        } else {
+                            sut.classify(&item.input, &item.id)?
+                        };
                         let exp = expected.clone().unwrap_or_default();
                         s.insert("correct".into(), (c.ranked.first() == Some(&exp)) as u8 as f64);
                         s.insert("top3".into(), c.ranked.iter().take(3).any(|l| *l == exp) as u8 as f64);

@@ -74,6 +74,9 @@ pub struct Fields {
     /// For qa / retrieval: the document the answer must cite; `{field}` placeholders.
     #[serde(default)]
     pub expected_doc: Option<String>,
+    /// Map expected values to labels (e.g. department → knowledge base); unmapped rows are skipped.
+    #[serde(default)]
+    pub label_map: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -123,6 +126,10 @@ pub struct System {
     /// Retrieval depth.
     #[serde(default)]
     pub k: Option<usize>,
+    /// Routing task: rank the knowledge bases with this strategy (`search-all` | `description`)
+    /// instead of a classifier.
+    #[serde(default)]
+    pub router: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +257,12 @@ pub fn load_items(suite: &Suite, data_root: &Path, holdout_percent: u64) -> Resu
             let mut expected = d.expected.clone().or_else(|| suite.fields.expected.as_deref().and_then(|f| field_string(row, f)));
             if let (Some(e), Some(p)) = (&mut expected, &suite.fields.strip_prefix) {
                 *e = e.trim().trim_start_matches(p.as_str()).trim().to_string();
+            }
+            if let Some(map) = &suite.fields.label_map {
+                match expected.as_deref().and_then(|e| map.get(e.trim())) {
+                    Some(mapped) => expected = Some(mapped.clone()),
+                    None => continue,
+                }
             }
             if suite.task != Task::Qa && suite.task != Task::Ticket && expected.as_deref().is_none_or(|e| e.trim().is_empty()) {
                 continue;

@@ -45,6 +45,10 @@ pub trait SystemUnderTest: Send + Sync {
     fn classify(&self, text: &str, id: &str) -> Result<ClassOutput, EvalError>;
     fn search(&self, query: &str, k: usize) -> Result<Vec<Retrieved>, EvalError>;
     fn ticket(&self, text: &str, id: &str) -> Result<Value, EvalError>;
+    /// Knowledge bases ranked for a question (routing suites with a router).
+    fn route(&self, _question: &str) -> Result<Vec<String>, EvalError> {
+        Err(EvalError::Input("this system cannot report its routing".into()))
+    }
     /// The system's spelling of a gold label (department aliases).
     fn canonical_label(&self, label: &str) -> String {
         label.to_string()
@@ -63,6 +67,7 @@ pub struct Pipeline {
     pub embedder: Option<Arc<dyn Embedder>>,
     pub mode: AnswerMode,
     pub kbs: Vec<String>,
+    pub router: Option<xiaoguan_assist::qa::Routing>,
     pub describe: Value,
 }
 
@@ -122,6 +127,12 @@ impl SystemUnderTest for Pipeline {
         let t = self.tickets.as_ref().ok_or_else(|| EvalError::Input("ticket assist is not set up".into()))?;
         let r = t.assist(&TicketInput { text: text.to_string(), exclude_id: Some(id.to_string()), ..Default::default() }).map_err(internal)?;
         serde_json::to_value(r).map_err(internal)
+    }
+
+    fn route(&self, question: &str) -> Result<Vec<String>, EvalError> {
+        let a = self.assistant.as_ref().ok_or_else(|| EvalError::Input("routing needs system.kbs".into()))?;
+        let strategy = self.router.ok_or_else(|| EvalError::Input("routing needs system.router".into()))?;
+        Ok(a.route(question, strategy).map_err(internal)?.into_iter().map(|(kb, _)| kb).collect())
     }
 
     fn canonical_label(&self, label: &str) -> String {

@@ -46,9 +46,21 @@ pub enum AnsweredBy {
     Handoff,
 }
 
+/// How a question is routed to knowledge bases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// Search every KB and keep those whose best passage is near the best overall.
+    #[default]
+    SearchAll,
+    /// Compare the question with each KB's description; search only the closest KBs.
+    Description,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AssistConfig {
+    pub routing: Routing,
     /// Knowledge bases whose records are vetted Q&A pairs (payload `question` + `answer`).
     pub faq_kbs: Vec<String>,
     pub top_k: usize,
@@ -74,6 +86,7 @@ impl Default for AssistConfig {
     fn default() -> Self {
         // Thresholds calibrated on the dev data: `xiaoguan ask --calibrate` (see README).
         Self {
+            routing: Routing::SearchAll,
             faq_kbs: vec!["gov-faq".into()],
             top_k: 6,
             canonical_min_dice: 0.9,
@@ -186,6 +199,8 @@ pub const HANDOFF_TEXT: &str = "抱歉，知识库中没有找到能够可靠回
 
 pub struct Assistant {
     kbs: Vec<Arc<KnowledgeBase>>,
+    /// Each KB's title + description, embedded once (description routing).
+    descriptions: Vec<Vec<f32>>,
     embedder: Arc<dyn Embedder>,
     generator: Option<Arc<dyn Generator>>,
     facts: FactIndex,
@@ -223,7 +238,30 @@ impl Assistant {
                 first.def.id, other.def.id
             )));
         }
-        Ok(Self { kbs, embedder, generator, facts, config })
+        let texts: Vec<String> = kbs.iter().map(|k| format!("{}：{}", k.def.title, k.def.description)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let descriptions = embedder.embed(&refs, TextKind::Passage)?;
+        Ok(Self { kbs, descriptions, embedder, generator, facts, config })
+    }
+
+    /// KBs ranked for a question by `strategy`, best first, with the score that ranked them
+    /// (best passage similarity, or description similarity).
+    pub fn route(&self, question: &str, strategy: Routing) -> Result<Vec<(String, f32)>> {
+        let dense = self.embedder.embed(&[question], TextKind::Query)?.pop().unwrap_or_default();
+        let mut scored: Vec<(String, f32)> = match strategy {
+            Routing::Description => self.kbs.iter().zip(&self.descriptions).map(|(k, d)| (k.def.id.clone(), xiaoguan_models::cosine(&dense, d))).collect(),
+            Routing::SearchAll => {
+                let opts = SearchOptions { limit: self.config.top_k, ..Default::default() };
+                let mut out = Vec::new();
+                for kb in &self.kbs {
+                    let hits = kb.search_embedded(question, &dense, &opts)?;
+                    out.push((kb.def.id.clone(), hits.iter().filter_map(|h| h.similarity).fold(0.0f32, f32::max)));
+                }
+                out
+            }
+        };
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(scored)
     }
 
     pub fn kbs(&self) -> &[Arc<KnowledgeBase>] {
@@ -353,6 +391,17 @@ impl Assistant {
             filter = filter.and(Condition::Ne { field: "doc_id".into(), value: doc.clone().into() });
         }
         let opts = SearchOptions { limit: self.config.top_k, filter, ..Default::default() };
+        // Description routing narrows the search to the KBs whose description is closest.
+        let kbs: Vec<&Arc<KnowledgeBase>> = match self.config.routing {
+            Routing::SearchAll => kbs,
+            Routing::Description => {
+                let score = |k: &Arc<KnowledgeBase>| {
+                    self.kbs.iter().position(|x| x.def.id == k.def.id).map(|i| xiaoguan_models::cosine(&dense, &self.descriptions[i])).unwrap_or(0.0)
+                };
+                let best = kbs.iter().map(|k| score(k)).fold(f32::MIN, f32::max);
+                kbs.into_iter().filter(|k| score(k) >= best - self.config.route_margin).collect()
+            }
+        };
         let mut per_kb: Vec<(String, Vec<SearchHit>)> = Vec::new();
         for kb in &kbs {
             match kb.search_embedded(&q, &dense, &opts) {

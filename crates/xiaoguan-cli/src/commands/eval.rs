@@ -48,7 +48,13 @@ pub enum EvalCmd {
 fn pipeline(reg: &ModelRegistry, settings: &SettingsArgs, suite: &Suite) -> anyhow::Result<Pipeline> {
     let (mut s, paths) = settings.load(reg)?;
     let sys = &suite.system;
-    let needs_kbs = matches!(suite.task, Task::Qa | Task::Refusal | Task::Ticket | Task::Retrieval);
+    let router = match sys.router.as_deref() {
+        None => None,
+        Some("search-all") => Some(xiaoguan_assist::qa::Routing::SearchAll),
+        Some("description") => Some(xiaoguan_assist::qa::Routing::Description),
+        Some(other) => return Err(EvalError::Input(format!("suite '{}': unknown router '{other}' (search-all | description)", suite.name)).into()),
+    };
+    let needs_kbs = matches!(suite.task, Task::Qa | Task::Refusal | Task::Ticket | Task::Retrieval) || router.is_some();
     let mode = match sys.mode.as_deref() {
         None | Some("extractive") => AnswerMode::Extractive,
         Some("generate") => AnswerMode::Generate,
@@ -92,9 +98,10 @@ fn pipeline(reg: &ModelRegistry, settings: &SettingsArgs, suite: &Suite) -> anyh
         "classifier": classifier.as_ref().map(|c| serde_json::json!({"name": c.meta.name, "data_sha256": c.meta.data_sha256, "trained_rows": c.meta.trained_rows})),
         "dispatch_rules": rules.as_ref().filter(|_| sys.dispatch).map(|r| serde_json::json!({"version": r.version, "rule_bonus": s.dispatch.rule_bonus})),
         "mode": format!("{mode:?}").to_lowercase(),
+        "router": sys.router,
         "answer_config": s.answer,
     });
-    Ok(Pipeline { assistant, tickets, classifier, rules, dispatch: sys.dispatch, rule_bonus: s.dispatch.rule_bonus, embedder, mode, kbs: Vec::new(), describe })
+    Ok(Pipeline { assistant, tickets, classifier, rules, dispatch: sys.dispatch, rule_bonus: s.dispatch.rule_bonus, embedder, mode, kbs: Vec::new(), router, describe })
 }
 
 fn timestamp_dir() -> PathBuf {
