@@ -3,8 +3,8 @@
 
 use xiaoguan_models::{ChatMessage, Generator, Role};
 
-pub const SYSTEM: &str = "你是政务服务助手“小莞”。只根据用户消息中给出的资料回答问题，使用简体中文，简洁、准确，不要编造。\
-每句话末尾用方括号标注所依据资料的编号，例如[1]。资料中没有答案时，只回答“资料中没有相关内容”。";
+pub const SYSTEM: &str = "你是政务服务助手“小莞”。请只根据给出的资料，用简体中文回答用户的问题，简洁、准确，不要编造。\
+引用资料时在句末注明来源编号，格式为“答案内容。[1]”。资料中没有答案时，只回答“资料中没有相关内容”。";
 
 /// One numbered source as the model sees it.
 pub fn source_block(n: usize, title: &str, heading: &str, text: &str) -> String {
@@ -30,6 +30,7 @@ pub fn build(generator: &dyn Generator, question: &str, sources: &[String], max_
         used += t;
         blocks.push(s.clone());
     }
-    let user = format!("资料：\n{}\n\n问题：{question}", blocks.join("\n\n"));
+    // The question comes before and after the sources: small models lose it behind long context.
+    let user = format!("问题：{question}\n\n资料：\n{}\n\n请根据以上资料回答问题：{question}", blocks.join("\n\n"));
     Ok((vec![ChatMessage::new(Role::System, SYSTEM), ChatMessage::new(Role::User, user)], blocks.len()))
 }

@@ -79,7 +79,8 @@ pub struct TicketArgs {
 pub fn ask(reg: &ModelRegistry, args: &AskArgs) -> anyhow::Result<()> {
     let (settings, paths) = args.settings.load(reg)?;
     let mode: AnswerMode = args.mode.into();
-    let (assistant, missing) = setup::assistant(reg, &paths, &settings, Some(&args.kbs), mode != AnswerMode::Extractive)?;
+    let generates = mode == AnswerMode::Generate || (mode == AnswerMode::Auto && settings.answer.auto_generates);
+    let (assistant, missing) = setup::assistant(reg, &paths, &settings, Some(&args.kbs), generates)?;
     for m in missing {
         eprintln!("note: knowledge base '{m}' is not ingested and is left out (`xiaoguan kb ingest {m}`)");
     }

@@ -65,7 +65,8 @@ fn pipeline(reg: &ModelRegistry, settings: &SettingsArgs, suite: &Suite) -> anyh
         if !sys.kbs.is_empty() {
             s.kbs = sys.kbs.clone();
         }
-        let (a, missing) = setup::assistant(reg, &paths, &s, None, mode != AnswerMode::Extractive)?;
+        let generates = mode == AnswerMode::Generate || (mode == AnswerMode::Auto && s.answer.auto_generates);
+        let (a, missing) = setup::assistant(reg, &paths, &s, None, generates)?;
         if !missing.is_empty() {
             return Err(EvalError::Input(format!("suite '{}' needs knowledge bases that are not ingested: {}", suite.name, missing.join(", "))).into());
         }

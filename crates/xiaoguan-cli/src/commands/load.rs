@@ -61,7 +61,7 @@ fn body(route: Route, i: usize) -> (String, Value) {
         Route::Search => ("/v1/search".into(), json!({"kb": "social-insurance", "query": QUESTIONS[i % QUESTIONS.len()], "limit": 5})),
         Route::Tickets => ("/v1/tickets/assist".into(), json!({"text": TICKETS[i % TICKETS.len()]})),
         Route::Ask => ("/v1/ask".into(), json!({"question": QUESTIONS[i % QUESTIONS.len()], "mode": "extractive"})),
-        Route::Chat => ("/v1/chat/completions".into(), json!({"model": "auto", "max_tokens": 48, "messages": [{"role": "user", "content": QUESTIONS[i % QUESTIONS.len()]}]})),
+        Route::Chat => ("/v1/chat/completions".into(), json!({"model": "auto", "mode": "generate", "max_tokens": 48, "messages": [{"role": "user", "content": QUESTIONS[i % QUESTIONS.len()]}]})),
     }
 }
 

@@ -102,7 +102,7 @@ async fn start(st: &Arc<AppState>, key_id: String, mut req: AskRequest) -> Resul
         return Err(ApiError::bad_request(format!("the question is longer than {} characters", st.limits.max_question_chars)));
     }
     let assistant = ready.assistant.clone();
-    let needs_generator = assistant.generator().is_some() && req.mode != AnswerMode::Extractive;
+    let needs_generator = assistant.will_generate(req.mode);
     let gen_permit = if needs_generator { Some(st.generator_slot().await?) } else { None };
     let cpu_permit = st.cpu_slot().await?;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -219,6 +219,9 @@ pub struct ChatRequest {
     /// Ignored: decoding is deterministic (same question, same KB version → same answer).
     #[serde(default)]
     pub temperature: Option<f32>,
+    /// Extension: auto | extractive | generate (OpenAI clients pass it with `extra_body`).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 fn content_text(v: &Value) -> Result<String, ApiError> {
@@ -272,7 +275,7 @@ pub async fn chat(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(bod
         other => return Err(ApiError::not_found(format!("model '{other}' does not exist: use \"auto\" or one of {}", served.join(", ")))),
     };
     let kbs = who.scope(requested.as_deref(), &served)?;
-    let req = AskRequest { question, history: turns, kbs, mode: AnswerMode::Auto, max_new_tokens: body.max_tokens, ..Default::default() };
+    let req = AskRequest { question, history: turns, kbs, mode: parse_mode(body.mode.as_deref())?, max_new_tokens: body.max_tokens, ..Default::default() };
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let id = format!("chatcmpl-{created}{:x}", std::process::id());
     let (rx, guard) = start(&st, who.key_id.clone(), req).await?;
