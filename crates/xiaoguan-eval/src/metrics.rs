@@ -122,7 +122,7 @@ impl SplitMix {
 
 /// 95 % percentile-bootstrap interval of `metric` over resamples of item indices `0..n`.
 pub fn bootstrap(n: usize, resamples: usize, seed: u64, metric: &dyn Fn(&[usize]) -> f64) -> (f64, f64) {
-    if n == 0 {
+    if n == 0 || resamples == 0 {
         return (0.0, 0.0);
     }
     let mut rng = SplitMix::new(seed);

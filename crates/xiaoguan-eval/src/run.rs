@@ -160,13 +160,37 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                     input: item.input.clone(),
                     expected,
                     output: Value::Null,
-                    scores: BTreeMap::from([("correct".into(), 0.0)]),
+                    scores: failed_scores(suite.task, item),
                     latency_ms,
                     error: Some(e.to_string()),
                 },
             }
         })
         .collect()
+}
+
+/// Scores of an item the system failed on: every metric's key at its worst, so errors count
+/// against the system instead of dropping out of the averages.
+fn failed_scores(task: Task, item: &Item) -> BTreeMap<String, f64> {
+    let zeros: &[&str] = match task {
+        Task::Retrieval => &["hit@1", "hit@5", "hit@10", "mrr", "ndcg@10"],
+        Task::Classification | Task::Routing => &["top3", "abstained"],
+        Task::Qa => &["rouge_l", "char_f1", "answered", "canonical", "score"],
+        Task::Refusal => &[],
+        Task::Ticket => &["reply_rouge_l", "reply_char_f1", "reply_answered", "escalated", "pii_leak"],
+    };
+    let mut s: BTreeMap<String, f64> = zeros.iter().map(|k| (k.to_string(), 0.0)).collect();
+    s.insert("correct".into(), 0.0);
+    if task == Task::Refusal {
+        // A failure is neither a handoff nor an answer: wrong whichever was expected.
+        let want = item.expected.as_deref() == Some("handoff");
+        s.insert("should_handoff".into(), want as u8 as f64);
+        s.insert("handoff".into(), (!want) as u8 as f64);
+    }
+    if task == Task::Ticket {
+        s.insert("needs_review".into(), 1.0);
+    }
+    s
 }
 
 fn mean_of(results: &[ItemResult], idx: &[usize], key: &str) -> f64 {

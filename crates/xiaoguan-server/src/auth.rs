@@ -101,7 +101,13 @@ impl Principal {
                 Ok(Some(r.to_vec()))
             }
             None if self.sees_all() => Ok(None),
-            None => Ok(Some(served.iter().filter(|k| self.sees(k)).cloned().collect())),
+            None => {
+                let visible: Vec<String> = served.iter().filter(|k| self.sees(k)).cloned().collect();
+                if visible.is_empty() {
+                    return Err(ApiError::forbidden(format!("key '{}' has access to none of the served knowledge bases", self.key_id)));
+                }
+                Ok(Some(visible))
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ pub struct Limits {
     pub max_question_chars: usize,
     /// Messages in a chat request / turns kept per conversation.
     pub max_messages: usize,
-    /// Requests waiting for the generator beyond the one running; more get 429.
+    /// Requests that may wait for the generator while one runs; more get 429.
     pub generator_queue: usize,
     /// Requests doing retrieval / classification at once (CPU bound); more wait.
     pub cpu_workers: usize,

@@ -56,7 +56,19 @@ impl FeedbackLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        // A crash mid-write leaves a torn last line: end it, so the next record starts on its own line.
+        let len = file.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
         Ok(Self { path: path.to_path_buf(), file: Mutex::new(file) })
     }
 
@@ -69,6 +81,7 @@ impl FeedbackLog {
         request.input = xiaoguan_text::mask_pii(&request.input).text;
         request.suggestion = xiaoguan_text::mask_pii(&request.suggestion).text;
         request.edited = request.edited.map(|e| xiaoguan_text::mask_pii(&e).text);
+        request.comment = request.comment.map(|c| xiaoguan_text::mask_pii(&c).text);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let record = FeedbackRecord { id: format!("fb-{now}-{:04x}", rand_suffix()), at_unix_ms: now, key_id: key_id.to_string(), request };
         let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
@@ -136,9 +149,13 @@ mod tests {
         };
         log.append("agent-1", req).unwrap();
         std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"{\"torn\":").unwrap();
+        // Reopened after the crash: the next record lands on its own line.
+        let log = FeedbackLog::open(&p).unwrap();
+        let again = FeedbackRequest { target: "reply".into(), verdict: Verdict::Accept, input: "x".into(), suggestion: "y".into(), edited: None, comment: Some("张先生说谢谢".into()), citations: vec![] };
+        log.append("agent-1", again).unwrap();
         let mut out = Vec::new();
         let (ok, skipped) = export(&p, &mut out).unwrap();
-        assert_eq!((ok, skipped), (1, 1));
+        assert_eq!((ok, skipped), (2, 1));
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"label\":\"edited\"") && text.contains("改后"));
         assert!(!text.contains("13812345678"), "personal data is masked before it is stored");

@@ -78,19 +78,21 @@ impl AppState {
         })
     }
 
-    /// A place in front of the generator, or 429 when the queue is full.
+    /// The generator's permit: at once when it is free, after waiting when fewer than
+    /// `generator_queue` requests are already waiting, else 429.
     pub async fn generator_slot(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(p) = self.generator.clone().try_acquire_owned() {
+            return Ok(p);
+        }
         let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
-        metrics::gauge!("xiaoguan_generator_queue_depth").set((queued + 1) as f64);
-        if queued >= self.limits.generator_queue + 1 {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Dropped on every exit, including a client that goes away while waiting.
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.limits.generator_queue {
             metrics::counter!("xiaoguan_shed_total").increment(1);
             return Err(ApiError::busy(5));
         }
-        let permit = self.generator.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"));
-        let left = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-        metrics::gauge!("xiaoguan_generator_queue_depth").set(left as f64);
-        permit
+        metrics::gauge!("xiaoguan_generator_queue_depth").set((queued + 1) as f64);
+        self.generator.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))
     }
 
     pub async fn cpu_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
@@ -99,5 +101,15 @@ impl AppState {
 
     pub fn ingest_lock(&self, kb: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.ingest_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(kb.to_string()).or_default().clone()
+    }
+}
+
+/// Counts a request waiting for the generator for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let left = self.0.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        metrics::gauge!("xiaoguan_generator_queue_depth").set(left as f64);
     }
 }

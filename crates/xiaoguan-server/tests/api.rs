@@ -113,6 +113,7 @@ fn keys() -> Keys {
         k("admin-key", Role::Admin, &["*"]),
         k("agent-a", Role::Agent, &["kb-a"]),
         k("integrator", Role::Integrator, &["*"]),
+        k("stale", Role::Agent, &["kb-gone"]),
     ])
 }
 
@@ -202,6 +203,14 @@ async fn keys_roles_and_kb_scopes() {
     // The admin sees both.
     let (_, list) = call(&env, "GET", "/v1/kbs", Some("admin-key"), None).await;
     assert_eq!(list["kbs"].as_array().unwrap().len(), 2);
+    // A key whose KBs are not served sees nothing — never "everything".
+    assert_eq!(call(&env, "POST", "/v1/ask", Some("stale"), Some(json!({"question": "社保卡"}))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "POST", "/v1/tickets/assist", Some("stale"), Some(json!({"text": "社保卡"}))).await.0, StatusCode::FORBIDDEN);
+    // Conversations belong to their key: another key with the same id starts fresh.
+    let q = |question: &str| json!({"question": question, "conversation_id": "shared-id", "mode": "extractive"});
+    call(&env, "POST", "/v1/ask", Some("agent-a"), Some(q("社保卡补办需要哪些材料"))).await;
+    let (_, a) = call(&env, "POST", "/v1/ask", Some("admin-key"), Some(q("那在哪里办？"))).await;
+    assert!(a["rewritten_question"].is_null(), "another key's history leaked: {a}");
 }
 
 #[tokio::test]
@@ -245,7 +254,7 @@ async fn conversations_rewrite_follow_ups() {
 
 #[tokio::test]
 async fn a_full_generator_queue_sheds_load_with_429() {
-    let env = setup(Keys::default(), 0, true);
+    let env = setup(Keys::default(), 1, true);
     // Hold the generator, as a long generation would.
     let held = env.state.generator.clone().acquire_owned().await.unwrap();
     let st = env.state.clone();

@@ -34,14 +34,19 @@ impl PiiKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct MaskedSpan {
     pub kind: PiiKind,
-    /// Byte range in the original text.
+    /// Byte range in the normalized text (`Masked::normalized`).
     pub start: usize,
     pub end: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Masked {
+    /// The normalized text with personal data replaced by placeholders.
     pub text: String,
+    /// The text the spans point into: normalized first, so full-width digits (１３８…) and
+    /// zero-width characters cannot hide a number from the patterns.
+    #[serde(skip)]
+    pub normalized: String,
     pub spans: Vec<MaskedSpan>,
 }
 
@@ -112,8 +117,10 @@ fn is_mobile(digits: &str) -> bool {
     d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9')
 }
 
-/// Mask personal data; spans refer to the original text.
+/// Mask personal data in the normalized text (see `Masked::normalized`).
 pub fn mask_pii(text: &str) -> Masked {
+    let normalized = crate::normalize::normalize(text);
+    let text = normalized.as_str();
     let p = patterns();
     let mut spans: Vec<MaskedSpan> = Vec::new();
     let taken = |spans: &Vec<MaskedSpan>, s: usize, e: usize| spans.iter().any(|m| s < m.end && m.start < e);
@@ -177,7 +184,7 @@ pub fn mask_pii(text: &str) -> Masked {
         at = s.end;
     }
     out.push_str(&text[at..]);
-    Masked { text: out, spans }
+    Masked { text: out, normalized: normalized.clone(), spans }
 }
 
 #[cfg(test)]
@@ -204,6 +211,8 @@ mod tests {
             ("新能源车粤SD12345无法充电", "新能源车[车牌]无法充电"),
             ("京A·8K9M2违停", "[车牌]违停"),
             ("邮箱zhang.san@example.com", "邮箱[邮箱]"),
+            ("电话１３８１２３４５６７８", "电话[电话]"),
+            ("电话138\u{200b}1234\u{200b}5678", "电话[电话]"),
             ("我叫王小明，住在东城", "我叫[姓名]，住在东城"),
             ("联系人：李娜", "联系人：[姓名]"),
             ("物业的张先生说不管", "物业的[姓名]先生说不管"),
@@ -228,12 +237,11 @@ mod tests {
     }
 
     #[test]
-    fn spans_point_into_the_original() {
-        let t = "张女士电话13900001111";
-        let m = mask_pii(t);
+    fn spans_point_into_the_normalized_text() {
+        let m = mask_pii("张女士电话１３９00001111");
         assert_eq!(m.count(PiiKind::Phone), 1);
         assert_eq!(m.count(PiiKind::Name), 1);
         let phone = m.spans.iter().find(|s| s.kind == PiiKind::Phone).unwrap();
-        assert_eq!(&t[phone.start..phone.end], "13900001111");
+        assert_eq!(&m.normalized[phone.start..phone.end], "13900001111");
     }
 }

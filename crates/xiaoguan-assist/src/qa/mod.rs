@@ -295,7 +295,8 @@ impl Assistant {
     fn selected(&self, only: &Option<Vec<String>>) -> Result<Vec<&Arc<KnowledgeBase>>> {
         match only {
             None => Ok(self.kbs.iter().collect()),
-            Some(ids) if ids.is_empty() => Ok(self.kbs.iter().collect()),
+            // An empty selection is a scope with nothing in it, never "everything".
+            Some(ids) if ids.is_empty() => Err(AssistError::InvalidInput("no knowledge base is selected".into())),
             Some(ids) => ids
                 .iter()
                 .map(|id| self.kbs.iter().find(|k| &k.def.id == id).ok_or_else(|| AssistError::NotFound(format!("unknown knowledge base '{id}'"))))

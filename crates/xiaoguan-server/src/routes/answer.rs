@@ -140,6 +140,11 @@ async fn collect(mut rx: mpsc::Receiver<Piece>) -> Result<Answer, ApiError> {
     Err(ApiError::internal("the answer was lost"))
 }
 
+/// Conversations belong to the key that started them: another key's id finds nothing.
+fn conversation_key(key_id: &str, conversation: Option<&str>) -> Option<String> {
+    conversation.map(|c| format!("{key_id}\u{0}{c}"))
+}
+
 fn history_for(st: &AppState, conversation: Option<&str>) -> Vec<Turn> {
     conversation.map(|c| st.conversations.lock().unwrap_or_else(|p| p.into_inner()).get(c)).unwrap_or_default()
 }
@@ -165,9 +170,10 @@ pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q):
             return Err(ApiError::bad_request("conversation_id must be 1..=128 characters"));
         }
     }
+    let conversation = conversation_key(&who.key_id, body.conversation_id.as_deref());
     let req = AskRequest {
         question: body.question.clone(),
-        history: history_for(&st, body.conversation_id.as_deref()),
+        history: history_for(&st, conversation.as_deref()),
         kbs,
         mode: parse_mode(body.mode.as_deref())?,
         ..Default::default()
@@ -176,10 +182,10 @@ pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q):
     if !q.stream {
         let a = collect(rx).await?;
         drop(guard);
-        remember(&st, body.conversation_id.as_deref(), &body.question, &a.text);
+        remember(&st, conversation.as_deref(), &body.question, &a.text);
         return Ok(axum::Json(a).into_response());
     }
-    let conv = body.conversation_id.clone();
+    let conv = conversation.clone();
     let question = body.question.clone();
     let st2 = st.clone();
     let stream = ReceiverStream::new(rx).map(move |p| {

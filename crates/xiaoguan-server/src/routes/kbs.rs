@@ -106,7 +106,7 @@ pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
     let tmp = dir.join(format!(".{name}.part"));
     std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
     let r = ingest(&st, kb).await?;
-    if let Some(s) = r.skipped.iter().find(|s| s.path.ends_with(&name)) {
+    if let Some(s) = r.skipped.iter().find(|s| std::path::Path::new(&s.path) == path) {
         // An unreadable upload is not kept: the KB stays as it was.
         let _ = std::fs::remove_file(&path);
         return Err(ApiError::bad_request(format!("{name}: {}", s.reason)));
