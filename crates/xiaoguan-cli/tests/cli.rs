@@ -171,7 +171,13 @@ fn ticket_assist_works_without_models_or_kbs() {
     assert!(!out.contains("13812345678"));
     assert_eq!(r["signals"]["escalate"], true);
     assert!(r["request_type"].is_null() && r["needs_review"] == true);
-    assert!(r["departments"][0]["department"].as_str().is_some(), "the rules file still dispatches: {out}");
+    assert_eq!(r["departments"][0]["department"], "城市管理委", "the shipped rules dispatch gas leaks: {out}");
+    assert!(r["departments"][0]["reasons"][0].as_str().unwrap().contains("urban-management"));
+    let (code, out, err) = in_repo(home.path(), &["ticket", "--json", "-"], Some("我是东城区居民，楼下餐馆油烟和噪音扰民到深夜"));
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["departments"][0]["department"], "生态环境局", "{out}");
+    assert!(r["masked_text"].as_str().unwrap().contains("东城区"), "a place is not a name: {out}");
     let (code, _, _) = in_repo(home.path(), &["keys", "new", "--id", "a", "--role", "agent"], None);
     assert_eq!(code, 0);
 }

@@ -77,7 +77,8 @@ fn patterns() -> &'static Patterns {
         plate: Regex::new(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·•]?(?:[DF][A-HJ-NP-Z0-9]{5}|[A-HJ-NP-Z0-9]{5}[DF]|[A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9挂学警港澳])").unwrap(),
         email: Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").unwrap(),
         // "我叫张三" / "姓名：李四" / "联系人王五": the 2–3 characters after the cue.
-        cued_name: Regex::new(r"(?:我叫|我是|本人|姓名[:：]?|联系人[:：]?|户主[:：]?|名叫|叫做)\s*([\p{Han}]{2,3})").unwrap(),
+        // ("我是" is not a cue: "我是业主", "我是东城区居民" are far more common than a name after it.)
+        cued_name: Regex::new(r"(?:我叫|本人|姓名[:：]?|联系人[:：]?|户主[:：]?|名叫|叫做)\s*([\p{Han}]{2,3})").unwrap(),
         // "王先生" / "李女士" / "张阿姨": a common surname before a title.
         titled_name: Regex::new(r"([王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤][\p{Han}]?)(?:先生|女士|小姐|阿姨|大爷|师傅|老师)").unwrap(),
     })
@@ -164,7 +165,9 @@ pub fn mask_pii(text: &str) -> Masked {
     for c in p.cued_name.captures_iter(text) {
         let m = c.get(1).expect("group 1");
         let name = m.as_str();
-        if NOT_NAMES.iter().any(|w| name.starts_with(w)) || taken(&spans, m.start(), m.end()) {
+        // Place names ("本人东城区…") are not personal names.
+        let place = name.chars().any(|c| "区市县镇乡村街路省州".contains(c));
+        if place || NOT_NAMES.iter().any(|w| name.starts_with(w)) || taken(&spans, m.start(), m.end()) {
             continue;
         }
         spans.push(MaskedSpan { kind: PiiKind::Name, start: m.start(), end: m.end() });
@@ -228,6 +231,8 @@ mod tests {
             "2023年5月12日缴费3000元",
             "第十六条规定缴费满15年",
             "我是业主，小区12号楼",
+            "我是东城区某小区居民",
+            "本人东城区居民",
             "本人公司有职工120人",
             "编号20230512001的工单",
             "拨打12345热线",
