@@ -196,7 +196,7 @@ impl TicketAssist {
             label: if dispute > 0 { "纠纷类".into() } else { "问题类".into() },
             confidence: if dispute > 0 { (0.5 + 0.15 * dispute as f32).min(0.9) } else { 0.6 },
             // No labelled data for this field: rules only, so a person confirms 不合理诉求 and edge cases.
-            needs_review: dispute == 0 || dispute == 1,
+            needs_review: dispute < 2,
             ranked: Vec::new(),
             source: "rules",
         };

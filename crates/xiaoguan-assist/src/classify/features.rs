@@ -32,16 +32,18 @@ pub fn prepare(text: &str, max_chars: usize) -> Vec<char> {
         .collect()
 }
 
-/// FNV-1a: stable across platforms and Rust versions, so saved models keep their meaning.
-fn hash_ngram(chars: &[char]) -> u64 {
+/// FNV-1a: stable across platforms and Rust versions, so saved models and splits keep their meaning.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for &c in chars {
-        for b in (c as u32).to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
     }
-    h ^ chars.len() as u64
+    h
+}
+
+fn hash_ngram(chars: &[char]) -> u64 {
+    fnv1a(chars.iter().flat_map(|c| (*c as u32).to_le_bytes())) ^ chars.len() as u64
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

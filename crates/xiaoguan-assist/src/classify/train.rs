@@ -158,12 +158,7 @@ pub struct TrainReport {
 
 /// Whether a row (by id) is in the held-out split: a stable hash, so any tool can tell.
 pub fn is_holdout(id: &str, percent: u64) -> bool {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in id.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h % 100 < percent
+    super::features::fnv1a(id.bytes()) % 100 < percent
 }
 
 fn scores(labels: &[String], gold: &[usize], probs: &[Vec<f32>]) -> SplitScores {

@@ -206,8 +206,8 @@ pub const HANDOFF_TEXT: &str = "抱歉，知识库中没有找到能够可靠回
 
 pub struct Assistant {
     kbs: Vec<Arc<KnowledgeBase>>,
-    /// Each KB's title + description, embedded once (description routing).
-    descriptions: Vec<Vec<f32>>,
+    /// Each KB's title + description, embedded on first use (description routing only).
+    descriptions: std::sync::OnceLock<Vec<Vec<f32>>>,
     embedder: Arc<dyn Embedder>,
     generator: Option<Arc<dyn Generator>>,
     facts: FactIndex,
@@ -245,10 +245,17 @@ impl Assistant {
                 first.def.id, other.def.id
             )));
         }
-        let texts: Vec<String> = kbs.iter().map(|k| format!("{}：{}", k.def.title, k.def.description)).collect();
+        Ok(Self { kbs, descriptions: std::sync::OnceLock::new(), embedder, generator, facts, config })
+    }
+
+    fn descriptions(&self) -> Result<&[Vec<f32>]> {
+        if let Some(d) = self.descriptions.get() {
+            return Ok(d);
+        }
+        let texts: Vec<String> = self.kbs.iter().map(|k| format!("{}：{}", k.def.title, k.def.description)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let descriptions = embedder.embed(&refs, TextKind::Passage)?;
-        Ok(Self { kbs, descriptions, embedder, generator, facts, config })
+        let embedded = self.embedder.embed(&refs, TextKind::Passage)?;
+        Ok(self.descriptions.get_or_init(|| embedded))
     }
 
     /// KBs ranked for a question by `strategy`, best first, with the score that ranked them
@@ -256,7 +263,7 @@ impl Assistant {
     pub fn route(&self, question: &str, strategy: Routing) -> Result<Vec<(String, f32)>> {
         let dense = self.embedder.embed(&[question], TextKind::Query)?.pop().unwrap_or_default();
         let mut scored: Vec<(String, f32)> = match strategy {
-            Routing::Description => self.kbs.iter().zip(&self.descriptions).map(|(k, d)| (k.def.id.clone(), xiaoguan_models::cosine(&dense, d))).collect(),
+            Routing::Description => self.kbs.iter().zip(self.descriptions()?).map(|(k, d)| (k.def.id.clone(), xiaoguan_models::cosine(&dense, d))).collect(),
             Routing::SearchAll => {
                 let opts = SearchOptions { limit: self.config.top_k, ..Default::default() };
                 let mut out = Vec::new();
@@ -408,8 +415,9 @@ impl Assistant {
         let kbs: Vec<&Arc<KnowledgeBase>> = match self.config.routing {
             Routing::SearchAll => kbs,
             Routing::Description => {
+                let descriptions = self.descriptions()?;
                 let score = |k: &Arc<KnowledgeBase>| {
-                    self.kbs.iter().position(|x| x.def.id == k.def.id).map(|i| xiaoguan_models::cosine(&dense, &self.descriptions[i])).unwrap_or(0.0)
+                    self.kbs.iter().position(|x| x.def.id == k.def.id).map(|i| xiaoguan_models::cosine(&dense, &descriptions[i])).unwrap_or(0.0)
                 };
                 let best = kbs.iter().map(|k| score(k)).fold(f32::MIN, f32::max);
                 kbs.into_iter().filter(|k| score(k) >= best - self.config.route_margin).collect()

@@ -29,13 +29,9 @@ pub struct TrainArgs {
     pub spec: PathBuf,
     #[arg(long, env = "XIAOGUAN_RULES", default_value = "rules/dispatch.toml")]
     pub rules: PathBuf,
-    /// Train one classifier from this JSONL instead of the spec file.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long = "text-field", default_value = "text")]
-    pub text_fields: Vec<String>,
-    #[arg(long, default_value = "label")]
-    pub label_field: String,
+    /// Train one classifier from --data instead of the spec file.
+    #[command(flatten)]
+    pub file: DataFile,
     #[arg(long)]
     pub id_field: Option<String>,
     /// Where to write the model (default <home>/classifiers/<name>).
@@ -70,18 +66,25 @@ pub struct TrainArgs {
     pub paths: KbPaths,
 }
 
+/// A labelled JSONL/JSON file and its fields.
 #[derive(Args, Debug)]
-pub struct PredictArgs {
-    /// A classifier name (under <home>/classifiers) or a folder.
-    pub model: String,
-    /// The text to classify (or use --data).
-    pub text: Option<String>,
+pub struct DataFile {
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long = "text-field", default_value = "text")]
     pub text_fields: Vec<String>,
     #[arg(long, default_value = "label")]
     pub label_field: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A classifier name (under <home>/classifiers) or a folder.
+    pub model: String,
+    /// The text to classify (or use --data).
+    pub text: Option<String>,
+    #[command(flatten)]
+    pub file: DataFile,
     #[arg(long, env = "XIAOGUAN_RULES", default_value = "rules/dispatch.toml")]
     pub rules: PathBuf,
     #[arg(long)]
@@ -146,7 +149,7 @@ fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data:
         ..Default::default()
     };
     let (model, report) = classify::train(&examples, skipped, &sha, embeddings.as_deref(), embedder_id.as_deref(), &cfg)?;
-    let out = args.out.clone().filter(|_| args.data.is_some()).unwrap_or_else(|| classifiers_root(reg).join(&spec.name));
+    let out = args.out.clone().filter(|_| args.file.data.is_some()).unwrap_or_else(|| classifiers_root(reg).join(&spec.name));
     model.save(&out)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -161,13 +164,13 @@ pub fn run(reg: &ModelRegistry, cmd: &ClassifyCmd) -> anyhow::Result<()> {
     match cmd {
         ClassifyCmd::Train(args) => {
             let rules = if args.rules.exists() { Some(DispatchRules::load(&args.rules)?) } else { None };
-            if let Some(data) = &args.data {
+            if let Some(data) = &args.file.data {
                 let spec = ClassifierSpec {
                     name: args.name.clone(),
                     description: String::new(),
                     data: data.clone(),
-                    text: args.text_fields.clone(),
-                    label: args.label_field.clone(),
+                    text: args.file.text_fields.clone(),
+                    label: args.file.label_field.clone(),
                     id: args.id_field.clone(),
                     department_aliases: false,
                 };
@@ -194,7 +197,7 @@ pub fn run(reg: &ModelRegistry, cmd: &ClassifyCmd) -> anyhow::Result<()> {
                 Some(id) => Some(reg.embedder(id)?),
                 None => None,
             };
-            match (&args.text, &args.data) {
+            match (&args.text, &args.file.data) {
                 (Some(text), None) => {
                     if text.trim().is_empty() {
                         return Err(AssistError::InvalidInput("the text is empty".into()).into());
@@ -223,7 +226,7 @@ pub fn run(reg: &ModelRegistry, cmd: &ClassifyCmd) -> anyhow::Result<()> {
                 (None, Some(data)) => {
                     let rules = if args.rules.exists() { Some(DispatchRules::load(&args.rules)?) } else { None };
                     let map = |l: &str| -> Option<String> { Some(rules.as_ref().map(|r| r.canonical(l)).unwrap_or_else(|| l.to_string())) };
-                    let (examples, skipped, _) = classify::load_examples(data, &args.text_fields, &args.label_field, None, &map)?;
+                    let (examples, skipped, _) = classify::load_examples(data, &args.file.text_fields, &args.file.label_field, None, &map)?;
                     let embs = match &embedder {
                         Some(e) => Some(embed_texts(reg, e.as_ref(), &examples.iter().map(|x| x.text.clone()).collect::<Vec<_>>(), args.json)?),
                         None => None,

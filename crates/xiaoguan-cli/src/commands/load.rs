@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use xiaoguan_eval::metrics::percentile;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Route {
@@ -71,14 +72,6 @@ fn rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn pct(v: &mut [f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[(((q / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
 pub fn run(b: &HttpBench) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let results: Arc<Mutex<Vec<(u16, f64)>>> = Arc::default();
@@ -128,11 +121,11 @@ pub fn run(b: &HttpBench) -> anyhow::Result<()> {
     for (s, _) in &all {
         *statuses.entry(if *s == 0 { "error".into() } else { s.to_string() }).or_default() += 1;
     }
-    let mut ok: Vec<f64> = all.iter().filter(|(s, _)| *s == 200).map(|(_, l)| *l).collect();
+    let ok: Vec<f64> = all.iter().filter(|(s, _)| *s == 200).map(|(_, l)| *l).collect();
     let summary = json!({
         "route": format!("{:?}", b.route).to_lowercase(), "concurrency": b.concurrency, "seconds": elapsed,
         "requests": all.len(), "ok_per_s": ok.len() as f64 / elapsed, "statuses": statuses,
-        "p50_ms": pct(&mut ok, 50.0), "p95_ms": pct(&mut ok, 95.0), "p99_ms": pct(&mut ok, 99.0),
+        "p50_ms": percentile(&ok, 50.0), "p95_ms": percentile(&ok, 95.0), "p99_ms": percentile(&ok, 99.0),
         "server_peak_rss_mb": b.pid.map(|_| peak_rss),
     });
     if b.json {

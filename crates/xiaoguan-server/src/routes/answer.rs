@@ -60,6 +60,14 @@ impl Drop for CancelOnDrop {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum Piece {
     Text(String),
     Done(Box<Answer>),
@@ -110,12 +118,14 @@ async fn start(st: &Arc<AppState>, key_id: String, mut req: AskRequest) -> Resul
     let (tx, rx) = mpsc::channel::<Piece>(64);
     let timeout = std::time::Duration::from_secs(st.limits.request_timeout_secs);
     let deadline_cancel = cancel.clone();
-    tokio::spawn(async move {
+    let deadline = tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
         deadline_cancel.store(true, Ordering::SeqCst);
     });
     tokio::task::spawn_blocking(move || {
         let _permits = (gen_permit, cpu_permit);
+        // Stop the request's timer when the answer is done (else it sleeps out the full timeout).
+        let _deadline = AbortOnDrop(deadline);
         let text_tx = tx.clone();
         let result = assistant.ask(&req, &mut |t| text_tx.blocking_send(Piece::Text(t.to_string())).is_ok());
         let _ = match result {
