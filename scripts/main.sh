@@ -10,7 +10,7 @@ cargo build --release -p xiaoguan-cli
 XG="$CARGO_TARGET_DIR/release/xiaoguan"
 "$XG" models pull
 "$XG" models list
-KBS=(guides)
+KBS=(guides one-thing)
 # The real-data knowledge bases need ../shared/data beside the checkout (or XIAOGUAN_DATA_ROOT).
 if [ -d "${XIAOGUAN_DATA_ROOT:-$REPO_ROOT/../shared/data}" ]; then
     KBS+=(social-insurance project-filing enterprise-policy gov-faq)
