@@ -402,10 +402,10 @@ pub fn render(m: &FactMatch) -> String {
             parts.push(format!("{}。", who.join("；")));
             match (bundle.batch.is_empty(), bundle.source.is_empty()) {
                 (false, false) => {
-                    parts.push(format!("出处：{}（{}）。", bundle.batch, bundle.source))
+                    parts.push(format!("出处：{}；依据文件：{}。", bundle.batch, bundle.source))
                 }
                 (false, true) => parts.push(format!("出处：{}。", bundle.batch)),
-                (true, false) => parts.push(format!("出处：{}。", bundle.source)),
+                (true, false) => parts.push(format!("依据文件：{}。", bundle.source)),
                 (true, true) => {}
             }
             format!("{} [1]", parts.join(""))
