@@ -84,29 +84,17 @@ pub struct DispatchRules {
 /// Read a JSON array of bundles; a malformed file is named with the line of the error.
 pub fn load_bundles(path: &Path) -> Result<Vec<Bundle>> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            AssistError::InvalidInput(format!("{}: no such bundles file", path.display()))
-        }
+        std::io::ErrorKind::NotFound => AssistError::InvalidInput(format!("{}: no such bundles file", path.display())),
         _ => AssistError::io("read", path, e),
     })?;
-    serde_json::from_str(&text).map_err(|e| {
-        AssistError::InvalidInput(format!(
-            "{}: line {} column {}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })
+    serde_json::from_str(&text).map_err(|e| AssistError::InvalidInput(format!("{}: line {} column {}: {e}", path.display(), e.line(), e.column())))
 }
 
 fn validate_bundles(bundles: &[Bundle]) -> std::result::Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for b in bundles {
         if b.any.is_empty() || b.lead.trim().is_empty() || b.items.is_empty() {
-            return Err(format!(
-                "bundle '{}' needs a lead, at least one item and one word in `any`",
-                b.name
-            ));
+            return Err(format!("bundle '{}' needs a lead, at least one item and one word in `any`", b.name));
         }
         if !seen.insert(b.name.as_str()) {
             return Err(format!("bundle '{}' is written twice", b.name));
@@ -133,20 +121,14 @@ pub struct DepartmentScore {
 impl DispatchRules {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                AssistError::InvalidInput(format!("{}: no such rules file", path.display()))
-            }
+            std::io::ErrorKind::NotFound => AssistError::InvalidInput(format!("{}: no such rules file", path.display())),
             _ => AssistError::io("read", path, e),
         })?;
-        let mut rules = Self::parse(&text)
-            .map_err(|m| AssistError::InvalidInput(format!("{}: {m}", path.display())))?;
+        let mut rules = Self::parse(&text).map_err(|m| AssistError::InvalidInput(format!("{}: {m}", path.display())))?;
         if let Some(file) = rules.bundles_file.clone() {
             let bundles_path = path.parent().unwrap_or(Path::new(".")).join(&file);
-            let extra = load_bundles(&bundles_path)?;
-            rules.bundles.extend(extra);
-            validate_bundles(&rules.bundles).map_err(|m| {
-                AssistError::InvalidInput(format!("{}: {m}", bundles_path.display()))
-            })?;
+            rules.bundles.extend(load_bundles(&bundles_path)?);
+            validate_bundles(&rules.bundles).map_err(|m| AssistError::InvalidInput(format!("{}: {m}", bundles_path.display())))?;
         }
         Ok(rules)
     }
@@ -155,10 +137,7 @@ impl DispatchRules {
         let rules: DispatchRules = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         for r in &rules.rules {
             if r.departments.is_empty() || r.any.is_empty() {
-                return Err(format!(
-                    "rule '{}' needs at least one department and one word in `any`",
-                    r.id
-                ));
+                return Err(format!("rule '{}' needs at least one department and one word in `any`", r.id));
             }
         }
         validate_bundles(&rules.bundles)?;
@@ -179,43 +158,20 @@ impl DispatchRules {
     pub fn matches(&self, text: &str) -> Vec<RuleMatch> {
         let mut out = Vec::new();
         for r in &self.rules {
-            let hit: Vec<String> = r
-                .any
-                .iter()
-                .filter(|w| text.contains(w.as_str()))
-                .cloned()
-                .collect();
-            if !hit.is_empty()
-                && r.all.iter().all(|w| text.contains(w.as_str()))
-                && !r.none.iter().any(|w| text.contains(w.as_str()))
-            {
-                out.push(RuleMatch {
-                    rule: r.id.clone(),
-                    departments: r.departments.clone(),
-                    reason: r.reason.clone(),
-                    matched_words: hit,
-                });
+            let hit: Vec<String> = r.any.iter().filter(|w| text.contains(w.as_str())).cloned().collect();
+            if !hit.is_empty() && r.all.iter().all(|w| text.contains(w.as_str())) && !r.none.iter().any(|w| text.contains(w.as_str())) {
+                out.push(RuleMatch { rule: r.id.clone(), departments: r.departments.clone(), reason: r.reason.clone(), matched_words: hit });
             }
         }
         for b in &self.bundles {
-            let hit: Vec<String> = b
-                .any
-                .iter()
-                .filter(|w| text.contains(w.as_str()))
-                .cloned()
-                .collect();
+            let hit: Vec<String> = b.any.iter().filter(|w| text.contains(w.as_str())).cloned().collect();
             if !hit.is_empty() {
                 let mut departments = vec![b.lead.clone()];
                 departments.extend(b.departments.iter().filter(|d| **d != b.lead).cloned());
                 out.push(RuleMatch {
                     rule: format!("一件事:{}", b.name),
                     departments,
-                    reason: format!(
-                        "属于“{}”，由{}牵头，联办事项：{}",
-                        b.name,
-                        b.lead,
-                        b.items.join("、")
-                    ),
+                    reason: format!("属于“{}”，由{}牵头，联办事项：{}", b.name, b.lead, b.items.join("、")),
                     matched_words: hit,
                 });
             }
@@ -224,21 +180,12 @@ impl DispatchRules {
     }
 
     fn weight_of(&self, rule: &str) -> f32 {
-        self.rules
-            .iter()
-            .find(|r| r.id == rule)
-            .map(|r| r.weight)
-            .unwrap_or(1.0)
+        self.rules.iter().find(|r| r.id == rule).map(|r| r.weight).unwrap_or(1.0)
     }
 
     /// Rank departments: the classifier's distribution plus a bonus for each matching rule
     /// (the lead department more than the co-handlers), renormalized.
-    pub fn rank(
-        &self,
-        text: &str,
-        classifier: Option<&Prediction>,
-        rule_bonus: f32,
-    ) -> (Vec<DepartmentScore>, Vec<RuleMatch>) {
+    pub fn rank(&self, text: &str, classifier: Option<&Prediction>, rule_bonus: f32) -> (Vec<DepartmentScore>, Vec<RuleMatch>) {
         let matches = self.matches(text);
         let mut score: BTreeMap<String, (f32, Vec<String>)> = BTreeMap::new();
         if let Some(p) = classifier {
@@ -246,12 +193,7 @@ impl DispatchRules {
                 let e = score.entry(self.canonical(&r.label)).or_default();
                 e.0 += r.confidence;
             }
-            let similar: Vec<String> = p
-                .neighbours
-                .iter()
-                .take(3)
-                .map(|n| format!("{}（相似度{:.2}）", n.label, n.similarity))
-                .collect();
+            let similar: Vec<String> = p.neighbours.iter().take(3).map(|n| format!("{}（相似度{:.2}）", n.label, n.similarity)).collect();
             if let Some(top) = p.ranked.first() {
                 let e = score.entry(self.canonical(&top.label)).or_default();
                 let mut why = format!("分类模型判断（置信度{:.2}）", top.confidence);
@@ -266,28 +208,15 @@ impl DispatchRules {
             for (i, d) in m.departments.iter().enumerate() {
                 let e = score.entry(self.canonical(d)).or_default();
                 e.0 += if i == 0 { w } else { w * 0.5 };
-                e.1.push(format!(
-                    "权责规则 {}：{}（命中“{}”）",
-                    m.rule,
-                    m.reason,
-                    m.matched_words.join("、")
-                ));
+                e.1.push(format!("权责规则 {}：{}（命中“{}”）", m.rule, m.reason, m.matched_words.join("、")));
             }
         }
         let total: f32 = score.values().map(|v| v.0).sum::<f32>().max(1e-9);
         let mut ranked: Vec<DepartmentScore> = score
             .into_iter()
-            .map(|(department, (s, reasons))| DepartmentScore {
-                department,
-                confidence: s / total,
-                reasons,
-            })
+            .map(|(department, (s, reasons))| DepartmentScore { department, confidence: s / total, reasons })
             .collect();
-        ranked.sort_by(|a, b| {
-            b.confidence
-                .total_cmp(&a.confidence)
-                .then(a.department.cmp(&b.department))
-        });
+        ranked.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.department.cmp(&b.department)));
         (ranked, matches)
     }
 }
@@ -329,24 +258,15 @@ any = ["出生医学证明", "新生儿"]
         assert_eq!(m.len(), 1);
         assert_eq!(ranked[0].department, "交管局");
         assert!(ranked[0].reasons[0].contains("traffic-tickets"));
-        assert!(
-            r.matches("公交车违章停车").is_empty(),
-            "an excluded word vetoes the rule"
-        );
+        assert!(r.matches("公交车违章停车").is_empty(), "an excluded word vetoes the rule");
         let (ranked, _) = r.rank("新生儿怎么办医保", None, 1.0);
-        assert_eq!(
-            ranked[0].department, "卫生健康委",
-            "the bundle's lead ranks first"
-        );
+        assert_eq!(ranked[0].department, "卫生健康委", "the bundle's lead ranks first");
         assert!(ranked.iter().any(|d| d.department == "医保局"));
     }
 
     #[test]
     fn bad_rules_name_the_line() {
-        let err = DispatchRules::parse(
-            "[[rules]]\nid = \"x\"\ndepartments = []\nany = [\"a\"]\nreason = \"r\"\n",
-        )
-        .unwrap_err();
+        let err = DispatchRules::parse("[[rules]]\nid = \"x\"\ndepartments = []\nany = [\"a\"]\nreason = \"r\"\n").unwrap_err();
         assert!(err.contains("needs at least one department"), "{err}");
         let err = DispatchRules::parse("[[rules]]\nid = 3\n").unwrap_err();
         assert!(err.starts_with("line 2"), "{err}");

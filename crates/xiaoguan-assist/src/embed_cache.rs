@@ -40,10 +40,7 @@ impl EmbeddingCache {
             for r in bytes.chunks_exact(record) {
                 let mut k = [0u8; KEY];
                 k.copy_from_slice(&r[..KEY]);
-                let v = r[KEY..]
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
+                let v = r[KEY..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
                 map.insert(k, v);
             }
         }
@@ -68,9 +65,7 @@ impl EmbeddingCache {
     ) -> Result<Vec<Vec<f32>>> {
         let model = embedder.model_id().to_string();
         let keys: Vec<[u8; KEY]> = texts.iter().map(|t| key(&model, kind, t)).collect();
-        let mut missing: Vec<usize> = (0..texts.len())
-            .filter(|&i| !self.map.contains_key(&keys[i]))
-            .collect();
+        let mut missing: Vec<usize> = (0..texts.len()).filter(|&i| !self.map.contains_key(&keys[i])).collect();
         missing.sort_by_key(|&i| texts[i].len());
         missing.dedup_by_key(|i| keys[*i]);
         progress(texts.len() - missing.len());
@@ -89,8 +84,7 @@ impl EmbeddingCache {
                     buf.extend(v.iter().flat_map(|x| x.to_le_bytes()));
                     self.map.insert(keys[i], v);
                 }
-                file.write_all(&buf)
-                    .map_err(|e| AssistError::io("append to", &self.path, e))?;
+                file.write_all(&buf).map_err(|e| AssistError::io("append to", &self.path, e))?;
                 progress(batch.len());
             }
         }

@@ -13,11 +13,7 @@ pub enum AssistError {
     #[error(transparent)]
     Model(#[from] xiaoguan_models::ModelError),
     #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: String, source: std::io::Error },
     /// A broken artifact or an internal invariant.
     #[error("{0}")]
     Internal(String),
@@ -25,11 +21,7 @@ pub enum AssistError {
 
 impl AssistError {
     pub fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        AssistError::Io {
-            action,
-            path: path.display().to_string(),
-            source,
-        }
+        AssistError::Io { action, path: path.display().to_string(), source }
     }
     pub fn is_user_error(&self) -> bool {
         match self {

@@ -6,53 +6,14 @@ use std::collections::HashSet;
 
 /// Words that say what is asked, not what it is about.
 pub const QUESTION_WORDS: &[&str] = &[
-    "请问一下",
-    "请问",
-    "我想问一下",
-    "我想问",
-    "想咨询一下",
-    "想咨询",
-    "咨询一下",
-    "咨询",
-    "你好",
-    "您好",
-    "领导",
-    "谢谢",
-    "如何办理",
-    "怎么办理",
-    "怎样办理",
-    "在哪里办理",
-    "去哪里办",
-    "哪里办",
-    "如何",
-    "怎么",
-    "怎样",
-    "什么",
-    "哪些",
-    "哪个",
-    "是否",
-    "可以吗",
-    "能不能",
-    "能否",
-    "可不可以",
-    "多少",
-    "多久",
-    "多长时间",
-    "吗",
-    "呢",
-    "啊",
-    "吧",
-    "需要",
-    "办理",
-    "一下",
+    "请问一下", "请问", "我想问一下", "我想问", "想咨询一下", "想咨询", "咨询一下", "咨询", "你好", "您好", "领导", "谢谢",
+    "如何办理", "怎么办理", "怎样办理", "在哪里办理", "去哪里办", "哪里办", "如何", "怎么", "怎样", "什么", "哪些", "哪个",
+    "是否", "可以吗", "能不能", "能否", "可不可以", "多少", "多久", "多长时间", "吗", "呢", "啊", "吧", "需要", "办理", "一下",
 ];
 
 /// Text reduced to Han characters, letters and digits.
 pub fn letters(text: &str) -> Vec<char> {
-    xiaoguan_text::normalize(text)
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .collect()
+    xiaoguan_text::normalize(text).chars().filter(|c| c.is_alphanumeric()).collect()
 }
 
 pub fn bigrams(chars: &[char]) -> HashSet<(char, char)> {
@@ -69,9 +30,7 @@ pub fn content(text: &str) -> Vec<char> {
         t = t.replace(w, " ");
     }
     // Bigrams must not join characters across a removed word.
-    t.chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect()
+    t.chars().map(|c| if c.is_alphanumeric() { c } else { ' ' }).collect()
 }
 
 /// Bigrams of `text` that do not cross a removed word or punctuation.
@@ -104,10 +63,7 @@ pub fn containment(part: &HashSet<(char, char)>, whole: &HashSet<(char, char)>) 
 pub fn numbers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    for c in xiaoguan_text::normalize(text)
-        .chars()
-        .chain(std::iter::once(' '))
-    {
+    for c in xiaoguan_text::normalize(text).chars().chain(std::iter::once(' ')) {
         if c.is_ascii_digit() || (c == '.' && !cur.is_empty()) {
             cur.push(c);
         } else if !cur.is_empty() {
@@ -135,10 +91,7 @@ mod tests {
         let s = bigrams(&letters("最长领取24个月"));
         let w = bigrams(&letters("失业保险金最长领取24个月，缴费满10年"));
         assert_eq!(containment(&s, &w), 1.0);
-        assert_eq!(
-            numbers("缴费满10年，领取24个月，比例为1.5%"),
-            vec!["10", "24", "1.5"]
-        );
+        assert_eq!(numbers("缴费满10年，领取24个月，比例为1.5%"), vec!["10", "24", "1.5"]);
         assert_eq!(dice(&HashSet::new(), &HashSet::new()), 0.0);
     }
 }

@@ -32,15 +32,8 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 /// Score predictions against gold labels. `None` predictions (abstained) count as wrong.
-pub fn classification_report(
-    gold: &[String],
-    predicted: &[Option<String>],
-) -> ClassificationReport {
-    assert_eq!(
-        gold.len(),
-        predicted.len(),
-        "gold and predicted lengths differ"
-    );
+pub fn classification_report(gold: &[String], predicted: &[Option<String>]) -> ClassificationReport {
+    assert_eq!(gold.len(), predicted.len(), "gold and predicted lengths differ");
     let mut support: BTreeMap<&str, usize> = BTreeMap::new();
     let mut pred_count: BTreeMap<&str, usize> = BTreeMap::new();
     let mut correct: BTreeMap<&str, usize> = BTreeMap::new();
@@ -49,11 +42,7 @@ pub fn classification_report(
     for (g, p) in gold.iter().zip(predicted) {
         *support.entry(g).or_default() += 1;
         let p_label = p.as_deref().unwrap_or("(abstain)");
-        *confusion
-            .entry(g.clone())
-            .or_default()
-            .entry(p_label.to_string())
-            .or_default() += 1;
+        *confusion.entry(g.clone()).or_default().entry(p_label.to_string()).or_default() += 1;
         if let Some(p) = p {
             *pred_count.entry(p).or_default() += 1;
             if p == g {
@@ -69,31 +58,14 @@ pub fn classification_report(
         let np = pred_count.get(label).copied().unwrap_or(0);
         let precision = ratio(c, np);
         let recall = ratio(c, n);
-        let f1 = if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        };
+        let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
         f1_sum += f1;
-        per_class.insert(
-            label.to_string(),
-            ClassStats {
-                support: n,
-                predicted: np,
-                precision,
-                recall,
-                f1,
-            },
-        );
+        per_class.insert(label.to_string(), ClassStats { support: n, predicted: np, precision, recall, f1 });
     }
     ClassificationReport {
         items: gold.len(),
         accuracy: ratio(right, gold.len()),
-        macro_f1: if support.is_empty() {
-            0.0
-        } else {
-            f1_sum / support.len() as f64
-        },
+        macro_f1: if support.is_empty() { 0.0 } else { f1_sum / support.len() as f64 },
         per_class,
         confusion,
     }
@@ -101,11 +73,7 @@ pub fn classification_report(
 
 /// Fraction of items whose gold label is among the first `k` of the ranking.
 pub fn top_k_accuracy(gold: &[String], ranked: &[Vec<String>], k: usize) -> f64 {
-    let hits = gold
-        .iter()
-        .zip(ranked)
-        .filter(|(g, r)| r.iter().take(k).any(|l| l == *g))
-        .count();
+    let hits = gold.iter().zip(ranked).filter(|(g, r)| r.iter().take(k).any(|l| l == *g)).count();
     ratio(hits, gold.len())
 }
 
@@ -124,10 +92,7 @@ pub fn expected_calibration_error(confidence: &[f64], correct: &[bool]) -> f64 {
     }
     bins.iter()
         .filter(|b| b.1 > 0)
-        .map(|(sum, count, ok)| {
-            (*count as f64 / n as f64)
-                * ((sum / *count as f64) - (*ok as f64 / *count as f64)).abs()
-        })
+        .map(|(sum, count, ok)| (*count as f64 / n as f64) * ((sum / *count as f64) - (*ok as f64 / *count as f64)).abs())
         .sum()
 }
 
@@ -143,13 +108,7 @@ mod tests {
     fn hand_computed_macro_f1() {
         // gold a a b b c; predicted a b b b (abstain)
         let gold = s(&["a", "a", "b", "b", "c"]);
-        let pred = vec![
-            Some("a".into()),
-            Some("b".into()),
-            Some("b".into()),
-            Some("b".into()),
-            None,
-        ];
+        let pred = vec![Some("a".into()), Some("b".into()), Some("b".into()), Some("b".into()), None];
         let r = classification_report(&gold, &pred);
         assert!((r.accuracy - 0.6).abs() < 1e-12);
         // a: p=1 r=.5 f1=2/3; b: p=2/3 r=1 f1=.8; c: 0 → macro = (0.6667+0.8+0)/3

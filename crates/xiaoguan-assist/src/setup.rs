@@ -59,20 +59,13 @@ pub struct Settings {
 impl Settings {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                AssistError::InvalidInput(format!("{}: no such settings file", path.display()))
-            }
+            std::io::ErrorKind::NotFound => AssistError::InvalidInput(format!("{}: no such settings file", path.display())),
             _ => AssistError::io("read", path, e),
         })?;
-        let mut s: Settings = toml::from_str(&text).map_err(|e| {
-            AssistError::InvalidInput(format!("{}: {}", path.display(), toml_error(&text, &e)))
-        })?;
+        let mut s: Settings = toml::from_str(&text).map_err(|e| AssistError::InvalidInput(format!("{}: {}", path.display(), toml_error(&text, &e))))?;
         s.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if s.kbs.is_empty() {
-            return Err(AssistError::InvalidInput(format!(
-                "{}: `kbs` lists no knowledge base",
-                path.display()
-            )));
+            return Err(AssistError::InvalidInput(format!("{}: `kbs` lists no knowledge base", path.display())));
         }
         Ok(s)
     }
@@ -90,11 +83,7 @@ pub struct Paths {
 }
 
 /// Open the settings' knowledge bases (those not ingested are reported and left out).
-pub fn open_kbs(
-    reg: &ModelRegistry,
-    paths: &Paths,
-    ids: &[String],
-) -> Result<(Vec<Arc<KnowledgeBase>>, Vec<String>)> {
+pub fn open_kbs(reg: &ModelRegistry, paths: &Paths, ids: &[String]) -> Result<(Vec<Arc<KnowledgeBase>>, Vec<String>)> {
     let defs = definition::load_all(&paths.kb_dir).map_err(xiaoguan_kb::KbError::from)?;
     let mut kbs = Vec::new();
     let mut missing = Vec::new();
@@ -105,11 +94,7 @@ pub fn open_kbs(
             continue;
         }
         let embedder = reg.embedder(&def.embedder)?;
-        kbs.push(Arc::new(KnowledgeBase::open(
-            def,
-            &paths.kbs_root,
-            embedder,
-        )?));
+        kbs.push(Arc::new(KnowledgeBase::open(def, &paths.kbs_root, embedder)?));
     }
     Ok((kbs, missing))
 }
@@ -122,17 +107,8 @@ pub fn load_rules(settings: &Settings) -> Result<DispatchRules> {
 }
 
 /// The assistant over the settings' KBs; `with_generator` loads the generator too.
-pub fn assistant(
-    reg: &ModelRegistry,
-    paths: &Paths,
-    settings: &Settings,
-    only: Option<&[String]>,
-    with_generator: bool,
-) -> Result<(Assistant, Vec<String>)> {
-    let ids: Vec<String> = only
-        .filter(|o| !o.is_empty())
-        .map(<[String]>::to_vec)
-        .unwrap_or_else(|| settings.kbs.clone());
+pub fn assistant(reg: &ModelRegistry, paths: &Paths, settings: &Settings, only: Option<&[String]>, with_generator: bool) -> Result<(Assistant, Vec<String>)> {
+    let ids: Vec<String> = only.filter(|o| !o.is_empty()).map(<[String]>::to_vec).unwrap_or_else(|| settings.kbs.clone());
     let (kbs, missing) = open_kbs(reg, paths, &ids)?;
     if kbs.is_empty() {
         return Err(AssistError::InvalidInput(format!(
@@ -146,10 +122,7 @@ pub fn assistant(
     };
     let rules = load_rules(settings)?;
     let facts = FactIndex::build(&kbs, rules.bundles.clone())?;
-    Ok((
-        Assistant::new(kbs, generator, facts, settings.answer.clone())?,
-        missing,
-    ))
+    Ok((Assistant::new(kbs, generator, facts, settings.answer.clone())?, missing))
 }
 
 fn classifier(paths: &Paths, name: &Option<String>) -> Result<Option<ClassifierModel>> {
@@ -167,12 +140,7 @@ fn classifier(paths: &Paths, name: &Option<String>) -> Result<Option<ClassifierM
     }
 }
 
-pub fn ticket_assist(
-    reg: &ModelRegistry,
-    paths: &Paths,
-    settings: &Settings,
-    assistant: Option<Arc<Assistant>>,
-) -> Result<TicketAssist> {
+pub fn ticket_assist(reg: &ModelRegistry, paths: &Paths, settings: &Settings, assistant: Option<Arc<Assistant>>) -> Result<TicketAssist> {
     let c = &settings.classifiers;
     let classifiers = TicketClassifiers {
         request_type: classifier(paths, &c.request_type)?,
@@ -180,23 +148,12 @@ pub fn ticket_assist(
         category_l1: classifier(paths, &c.category_l1)?,
         department: classifier(paths, &c.department)?,
     };
-    let embedder_id = [
-        &classifiers.request_type,
-        &classifiers.domain,
-        &classifiers.category_l1,
-        &classifiers.department,
-    ]
-    .iter()
-    .find_map(|m| m.as_ref().and_then(|m| m.meta.embedder.clone()));
+    let embedder_id = [&classifiers.request_type, &classifiers.domain, &classifiers.category_l1, &classifiers.department]
+        .iter()
+        .find_map(|m| m.as_ref().and_then(|m| m.meta.embedder.clone()));
     let embedder = match embedder_id {
         Some(id) => Some(reg.embedder(&id)?),
         None => None,
     };
-    Ok(TicketAssist {
-        classifiers,
-        rules: load_rules(settings)?,
-        embedder,
-        assistant,
-        rule_bonus: settings.dispatch.rule_bonus,
-    })
+    Ok(TicketAssist { classifiers, rules: load_rules(settings)?, embedder, assistant, rule_bonus: settings.dispatch.rule_bonus })
 }

@@ -4,42 +4,17 @@
 
 /// Words that mark the sentence stating what the caller wants.
 const REQUEST_CUES: &[&str] = &[
-    "请问",
-    "希望",
-    "要求",
-    "建议",
-    "恳请",
-    "请求",
-    "能否",
-    "是否",
-    "何时",
-    "怎么办",
-    "如何",
-    "投诉",
-    "举报",
-    "反映",
-    "咨询",
-    "为什么",
-    "请相关部门",
-    "尽快",
+    "请问", "希望", "要求", "建议", "恳请", "请求", "能否", "是否", "何时", "怎么办", "如何", "投诉", "举报", "反映", "咨询", "为什么", "请相关部门", "尽快",
 ];
 
 /// Summary of at most `max_chars` characters (plus "…" when cut).
 pub fn summarize(text: &str, title: Option<&str>, max_chars: usize) -> String {
-    let sentences: Vec<&str> = xiaoguan_text::sentences::split(text)
-        .into_iter()
-        .map(str::trim)
-        .filter(|s| s.chars().count() >= 4)
-        .collect();
+    let sentences: Vec<&str> = xiaoguan_text::sentences::split(text).into_iter().map(str::trim).filter(|s| s.chars().count() >= 4).collect();
     if sentences.is_empty() {
-        return title
-            .map(str::to_string)
-            .unwrap_or_else(|| text.chars().take(max_chars).collect());
+        return title.map(str::to_string).unwrap_or_else(|| text.chars().take(max_chars).collect());
     }
     let mut picked: Vec<usize> = vec![0];
-    let mut requests: Vec<usize> = (1..sentences.len())
-        .filter(|&i| REQUEST_CUES.iter().any(|c| sentences[i].contains(c)))
-        .collect();
+    let mut requests: Vec<usize> = (1..sentences.len()).filter(|&i| REQUEST_CUES.iter().any(|c| sentences[i].contains(c))).collect();
     // The last request sentences usually state the demand; keep up to two.
     requests.reverse();
     requests.truncate(2);

@@ -101,38 +101,11 @@ pub struct TicketAssist {
     pub rule_bonus: f32,
 }
 
-const HELP_CUES: &[&str] = &[
-    "求助",
-    "帮帮",
-    "帮忙",
-    "帮助",
-    "救助",
-    "无助",
-    "求求",
-    "走投无路",
-    "怎么办",
-];
+const HELP_CUES: &[&str] = &["求助", "帮帮", "帮忙", "帮助", "救助", "无助", "求求", "走投无路", "怎么办"];
 const REPORT_CUES: &[&str] = &["举报", "检举", "揭发"];
 const PRAISE_CUES: &[&str] = &["表扬", "感谢", "点赞", "锦旗", "致谢", "感激"];
 const COMPLAINT_CUES: &[&str] = &["投诉", "不满", "不作为", "乱收费", "扰民", "违规", "违法"];
-const DISPUTE_CUES: &[&str] = &[
-    "纠纷",
-    "拖欠",
-    "欠薪",
-    "讨薪",
-    "退款",
-    "押金",
-    "赔偿",
-    "违约",
-    "合同",
-    "房东",
-    "租客",
-    "邻居",
-    "物业费",
-    "装修",
-    "维权",
-    "工资",
-];
+const DISPUTE_CUES: &[&str] = &["纠纷", "拖欠", "欠薪", "讨薪", "退款", "押金", "赔偿", "违约", "合同", "房东", "租客", "邻居", "物业费", "装修", "维权", "工资"];
 
 /// The product's 诉求类型 from the classifier's three dev-data classes plus cue words.
 fn request_type_label(class: &str, text: &str) -> (String, &'static str) {
@@ -158,11 +131,7 @@ fn request_type_label(class: &str, text: &str) -> (String, &'static str) {
 
 fn field(p: &Prediction, source: &'static str) -> LabeledField {
     LabeledField {
-        label: p
-            .ranked
-            .first()
-            .map(|r| r.label.clone())
-            .unwrap_or_default(),
+        label: p.ranked.first().map(|r| r.label.clone()).unwrap_or_default(),
         confidence: p.confidence,
         needs_review: p.abstained,
         ranked: p.ranked.iter().take(3).cloned().collect(),
@@ -172,19 +141,12 @@ fn field(p: &Prediction, source: &'static str) -> LabeledField {
 
 impl TicketAssist {
     fn embedding(&self, text: &str) -> Result<Option<Vec<f32>>> {
-        let needs = [
-            &self.classifiers.request_type,
-            &self.classifiers.domain,
-            &self.classifiers.category_l1,
-            &self.classifiers.department,
-        ]
-        .iter()
-        .any(|c| c.as_ref().is_some_and(|m| m.needs_embedding()));
+        let needs = [&self.classifiers.request_type, &self.classifiers.domain, &self.classifiers.category_l1, &self.classifiers.department]
+            .iter()
+            .any(|c| c.as_ref().is_some_and(|m| m.needs_embedding()));
         match (&self.embedder, needs) {
             (Some(e), true) => Ok(e.embed(&[&embedding_text(text)], TextKind::Query)?.pop()),
-            (None, true) => Err(AssistError::Internal(
-                "a classifier needs the embedder but none is loaded".into(),
-            )),
+            (None, true) => Err(AssistError::Internal("a classifier needs the embedder but none is loaded".into())),
             _ => Ok(None),
         }
     }
@@ -196,9 +158,7 @@ impl TicketAssist {
             return Err(AssistError::InvalidInput("the ticket text is empty".into()));
         }
         if raw.chars().count() > MAX_TICKET_CHARS {
-            return Err(AssistError::InvalidInput(format!(
-                "the ticket is longer than {MAX_TICKET_CHARS} characters"
-            )));
+            return Err(AssistError::InvalidInput(format!("the ticket is longer than {MAX_TICKET_CHARS} characters")));
         }
         let masked = mask_pii(raw);
         let title = input.title.as_deref().map(|t| mask_pii(t).text);
@@ -207,23 +167,10 @@ impl TicketAssist {
             _ => masked.text.clone(),
         };
         let mut counts = BTreeMap::new();
-        for kind in [
-            PiiKind::Phone,
-            PiiKind::IdCard,
-            PiiKind::BankCard,
-            PiiKind::Plate,
-            PiiKind::Email,
-            PiiKind::Name,
-        ] {
+        for kind in [PiiKind::Phone, PiiKind::IdCard, PiiKind::BankCard, PiiKind::Plate, PiiKind::Email, PiiKind::Name] {
             let n = masked.count(kind);
             if n > 0 {
-                counts.insert(
-                    serde_json::to_value(kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
-                    n,
-                );
+                counts.insert(serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(), n);
             }
         }
         let emb = self.embedding(&text)?;
@@ -246,16 +193,8 @@ impl TicketAssist {
         });
         let dispute = DISPUTE_CUES.iter().filter(|c| text.contains(*c)).count();
         let handling_category = LabeledField {
-            label: if dispute > 0 {
-                "纠纷类".into()
-            } else {
-                "问题类".into()
-            },
-            confidence: if dispute > 0 {
-                (0.5 + 0.15 * dispute as f32).min(0.9)
-            } else {
-                0.6
-            },
+            label: if dispute > 0 { "纠纷类".into() } else { "问题类".into() },
+            confidence: if dispute > 0 { (0.5 + 0.15 * dispute as f32).min(0.9) } else { 0.6 },
             // No labelled data for this field: rules only, so a person confirms 不合理诉求 and edge cases.
             needs_review: dispute < 2,
             ranked: Vec::new(),
@@ -271,17 +210,7 @@ impl TicketAssist {
         let similar_tickets: Vec<SimilarTicket> = domain
             .as_ref()
             .or(rt.as_ref())
-            .map(|p| {
-                p.neighbours
-                    .iter()
-                    .map(|n| SimilarTicket {
-                        id: n.id.clone(),
-                        label: n.label.clone(),
-                        similarity: n.similarity,
-                        snippet: n.snippet.clone(),
-                    })
-                    .collect()
-            })
+            .map(|p| p.neighbours.iter().map(|n| SimilarTicket { id: n.id.clone(), label: n.label.clone(), similarity: n.similarity, snippet: n.snippet.clone() }).collect())
             .unwrap_or_default();
         let classify_ms = started.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
@@ -289,18 +218,11 @@ impl TicketAssist {
             Some(a) => {
                 // The head of the ticket, as the classifiers embedded it: one forward pass serves both.
                 let question = embedding_text(&text);
-                let same_model = self
-                    .embedder
-                    .as_ref()
-                    .is_some_and(|e| e.model_id() == a.embedder().model_id());
+                let same_model = self.embedder.as_ref().is_some_and(|e| e.model_id() == a.embedder().model_id());
                 let req = AskRequest {
                     query_embedding: if same_model { emb.clone() } else { None },
                     question,
-                    mode: if input.generate {
-                        AnswerMode::Generate
-                    } else {
-                        AnswerMode::Extractive
-                    },
+                    mode: if input.generate { AnswerMode::Generate } else { AnswerMode::Extractive },
                     kbs: input.kbs.clone(),
                     ..Default::default()
                 };
@@ -330,11 +252,7 @@ impl TicketAssist {
             similar_tickets,
             needs_review,
             fields: input.fields.clone(),
-            timings: TicketTimings {
-                classify_ms,
-                reply_ms,
-                total_ms: started.elapsed().as_secs_f64() * 1000.0,
-            },
+            timings: TicketTimings { classify_ms, reply_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
         })
     }
 }
@@ -345,20 +263,11 @@ mod tests {
 
     #[test]
     fn request_type_refinement() {
-        assert_eq!(
-            request_type_label("投诉/求助", "我要举报小区违建").0,
-            "举报"
-        );
-        assert_eq!(
-            request_type_label("投诉/求助", "老人走失了，求助").0,
-            "求助"
-        );
+        assert_eq!(request_type_label("投诉/求助", "我要举报小区违建").0, "举报");
+        assert_eq!(request_type_label("投诉/求助", "老人走失了，求助").0, "求助");
         assert_eq!(request_type_label("投诉/求助", "投诉物业乱收费").0, "投诉");
         assert_eq!(request_type_label("建言", "建议增设公交线路").0, "建议");
-        assert_eq!(
-            request_type_label("咨询", "感谢街道工作人员的耐心帮助").0,
-            "表扬"
-        );
+        assert_eq!(request_type_label("咨询", "感谢街道工作人员的耐心帮助").0, "表扬");
     }
 
     #[test]
@@ -367,35 +276,14 @@ mod tests {
             "[[rules]]\nid = \"gas\"\ndepartments = [\"城市管理委\"]\nany = [\"燃气\"]\nreason = \"燃气安全由城市管理部门负责\"\n",
         )
         .unwrap();
-        let ta = TicketAssist {
-            classifiers: TicketClassifiers::default(),
-            rules,
-            embedder: None,
-            assistant: None,
-            rule_bonus: 1.0,
-        };
-        let r = ta
-            .assist(&TicketInput {
-                text: "我叫王小明，电话13812345678，楼道燃气泄漏很严重，请尽快处理！".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(
-            !r.masked_text.contains("13812345678") && !r.masked_text.contains("王小明"),
-            "{}",
-            r.masked_text
-        );
+        let ta = TicketAssist { classifiers: TicketClassifiers::default(), rules, embedder: None, assistant: None, rule_bonus: 1.0 };
+        let r = ta.assist(&TicketInput { text: "我叫王小明，电话13812345678，楼道燃气泄漏很严重，请尽快处理！".into(), ..Default::default() }).unwrap();
+        assert!(!r.masked_text.contains("13812345678") && !r.masked_text.contains("王小明"), "{}", r.masked_text);
         assert!(!r.summary.contains("13812345678"));
         assert_eq!(r.masked.get("phone"), Some(&1));
         assert!(r.signals.escalate && r.needs_review);
         assert_eq!(r.departments[0].department, "城市管理委");
         assert!(r.departments[0].reasons[0].contains("gas"));
-        assert!(ta
-            .assist(&TicketInput {
-                text: "  ".into(),
-                ..Default::default()
-            })
-            .unwrap_err()
-            .is_user_error());
+        assert!(ta.assist(&TicketInput { text: "  ".into(), ..Default::default() }).unwrap_err().is_user_error());
     }
 }

@@ -36,55 +36,30 @@ fn setup() -> Env {
     ];
     let model_dir = root.join("embedder");
     let facts = fixtures::tiny_embedder_dir(&model_dir).unwrap();
-    let embedder: Arc<dyn Embedder> =
-        Arc::new(BertEmbedder::load(&model_dir, "tiny", &facts).unwrap());
+    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model_dir, "tiny", &facts).unwrap());
     let mut kbs = Vec::new();
     for (id, sources) in defs {
         let dir = root.join("defs").join(id);
         write(&dir.join("kb.toml"), &format!("id = \"{id}\"\ntitle = \"{id}\"\ndomain = \"t\"\ndescription = \"t\"\nembedder = \"tiny\"\n[chunking]\nmax_chars = 600\nmin_chars = 1\noverlap_chars = 50\n{sources}"));
         let def = KbDefinition::load(&dir.join("kb.toml")).unwrap();
         let kb = Arc::new(KnowledgeBase::open(&def, &root.join("kbs"), embedder.clone()).unwrap());
-        kb.ingest(&IngestOptions {
-            data_root: root.join("data"),
-            progress: false,
-            batch_docs: 8,
-            max_batches: None,
-            uploads_dir: None,
-        })
-        .unwrap();
+        kb.ingest(&IngestOptions { data_root: root.join("data"), progress: false, batch_docs: 8, max_batches: None, uploads_dir: None }).unwrap();
         kbs.push(kb);
     }
     let gdir = root.join("generator");
     let gf = fixtures::tiny_generator_dir(&gdir).unwrap();
     let gen: Arc<dyn Generator> = Arc::new(QwenGenerator::load(&gdir, "tiny-gen", &gf).unwrap());
-    Env {
-        kbs,
-        gen,
-        _tmp: tmp,
-    }
+    Env { kbs, gen, _tmp: tmp }
 }
 
 /// The tiny embedder's similarities are noise, so the similarity parts of the gate are opened;
 /// the lexical parts (bigram Dice, coverage) still decide.
 fn open_gate() -> AssistConfig {
-    AssistConfig {
-        faq_kbs: vec!["faq".into()],
-        canonical_min_similarity: -1.0,
-        evidence_min_similarity: -1.0,
-        ..Default::default()
-    }
+    AssistConfig { faq_kbs: vec!["faq".into()], canonical_min_similarity: -1.0, evidence_min_similarity: -1.0, ..Default::default() }
 }
 
 fn ask(a: &Assistant, q: &str, mode: AnswerMode) -> xiaoguan_assist::qa::Answer {
-    a.ask(
-        &AskRequest {
-            question: q.into(),
-            mode,
-            ..Default::default()
-        },
-        &mut |_| true,
-    )
-    .unwrap()
+    a.ask(&AskRequest { question: q.into(), mode, ..Default::default() }, &mut |_| true).unwrap()
 }
 
 #[test]
@@ -98,11 +73,7 @@ fn canonical_answers_are_verbatim_and_deterministic() {
     assert_eq!(first.citations[0].kb, "faq");
     assert!(!first.handoff);
     let again = ask(&a, "请问社保卡丢了怎么补办", AnswerMode::Extractive);
-    assert_eq!(
-        first.text.as_bytes(),
-        again.text.as_bytes(),
-        "same question, same bytes, any mode"
-    );
+    assert_eq!(first.text.as_bytes(), again.text.as_bytes(), "same question, same bytes, any mode");
 }
 
 #[test]
@@ -110,66 +81,26 @@ fn structured_facts_come_from_the_record() {
     let env = setup();
     let facts = FactIndex::build(&env.kbs, Vec::new()).unwrap();
     assert_eq!(facts.items.len(), 1);
-    assert_eq!(
-        facts.items[0].materials,
-        vec!["施工合同", "监理合同"],
-        "duplicates in the record are listed once"
-    );
+    assert_eq!(facts.items[0].materials, vec!["施工合同", "监理合同"], "duplicates in the record are listed once");
     let a = Assistant::new(env.kbs.clone(), None, facts, open_gate()).unwrap();
     let ans = ask(&a, "办理施工许可需要哪些材料？", AnswerMode::Auto);
     assert_eq!(ans.answered_by, AnsweredBy::Facts);
-    assert!(
-        ans.text.contains("1. 施工合同") && ans.text.contains("2. 监理合同"),
-        "{}",
-        ans.text
-    );
+    assert!(ans.text.contains("1. 施工合同") && ans.text.contains("2. 监理合同"), "{}", ans.text);
     assert_eq!(ans.citations[0].kb, "filing");
     // A follow-up keeps the topic of the conversation.
-    let history = vec![
-        Turn {
-            role: Role::User,
-            content: "办理施工许可需要哪些材料？".into(),
-        },
-        Turn {
-            role: Role::Assistant,
-            content: ans.text.clone(),
-        },
-    ];
-    let follow = a
-        .ask(
-            &AskRequest {
-                question: "那哪个部门受理？".into(),
-                history,
-                ..Default::default()
-            },
-            &mut |_| true,
-        )
-        .unwrap();
+    let history = vec![Turn { role: Role::User, content: "办理施工许可需要哪些材料？".into() }, Turn { role: Role::Assistant, content: ans.text.clone() }];
+    let follow = a.ask(&AskRequest { question: "那哪个部门受理？".into(), history, ..Default::default() }, &mut |_| true).unwrap();
     assert_eq!(follow.answered_by, AnsweredBy::Facts);
-    assert!(
-        follow.text.contains("某市住房和城乡建设局"),
-        "{}",
-        follow.text
-    );
+    assert!(follow.text.contains("某市住房和城乡建设局"), "{}", follow.text);
     // Scoped away from the KB holding the record, facts do not answer.
-    let scoped = a
-        .ask(
-            &AskRequest {
-                question: "办理施工许可需要哪些材料？".into(),
-                kbs: Some(vec!["guides".into()]),
-                ..Default::default()
-            },
-            &mut |_| true,
-        )
-        .unwrap();
+    let scoped = a.ask(&AskRequest { question: "办理施工许可需要哪些材料？".into(), kbs: Some(vec!["guides".into()]), ..Default::default() }, &mut |_| true).unwrap();
     assert_ne!(scoped.answered_by, AnsweredBy::Facts);
 }
 
 #[test]
 fn bundle_answers_cite_the_indexed_record() {
     let env = setup();
-    let root = env._tmp.path();
-    let bundles = xiaoguan_assist::dispatch::load_bundles(&root.join("data/bundles.json")).unwrap();
+    let bundles = xiaoguan_assist::dispatch::load_bundles(&env._tmp.path().join("data/bundles.json")).unwrap();
     let facts = FactIndex::build(&env.kbs, bundles.clone()).unwrap();
     let a = Assistant::new(env.kbs.clone(), None, facts, open_gate()).unwrap();
     let ans = ask(&a, "新生儿出生一件事包括哪些事项？", AnswerMode::Auto);
@@ -191,99 +122,38 @@ fn extractive_answers_cite_and_the_gate_hands_off() {
     let ans = ask(&a, "失业保险金的领取期限最长多久", AnswerMode::Extractive);
     assert_eq!(ans.answered_by, AnsweredBy::Extractive, "{ans:?}");
     assert!(ans.text.contains("二十四个月"), "{}", ans.text);
-    assert!(ans
-        .citations
-        .iter()
-        .all(|c| ans.text.contains(&format!("[{}]", c.index))));
+    assert!(ans.citations.iter().all(|c| ans.text.contains(&format!("[{}]", c.index))));
     assert!(ans.evidence.is_some());
     // Nothing in the knowledge bases covers this question: a handoff with the closest sources.
     let off = ask(&a, "离婚后孩子的抚养权归谁", AnswerMode::Extractive);
-    assert!(
-        off.handoff && off.answered_by == AnsweredBy::Handoff,
-        "{off:?}"
-    );
+    assert!(off.handoff && off.answered_by == AnsweredBy::Handoff, "{off:?}");
     assert!(off.citations.is_empty() && !off.related.is_empty());
     assert!(off.notes.iter().any(|n| n.contains("evidence gate")));
     // A gate that demands more than any passage offers hands off too.
-    let strict = Assistant::new(
-        env.kbs.clone(),
-        None,
-        FactIndex::default(),
-        AssistConfig {
-            evidence_min_similarity: 1.01,
-            ..open_gate()
-        },
-    )
-    .unwrap();
-    assert!(
-        ask(
-            &strict,
-            "失业保险金的领取期限最长多久",
-            AnswerMode::Extractive
-        )
-        .handoff
-    );
+    let strict = Assistant::new(env.kbs.clone(), None, FactIndex::default(), AssistConfig { evidence_min_similarity: 1.01, ..open_gate() }).unwrap();
+    assert!(ask(&strict, "失业保险金的领取期限最长多久", AnswerMode::Extractive).handoff);
 }
 
 #[test]
 fn unverifiable_generation_falls_back_to_extractive() {
     let env = setup();
-    let a = Assistant::new(
-        env.kbs.clone(),
-        Some(env.gen.clone()),
-        FactIndex::default(),
-        AssistConfig {
-            max_new_tokens: 12,
-            ..open_gate()
-        },
-    )
-    .unwrap();
+    let a = Assistant::new(env.kbs.clone(), Some(env.gen.clone()), FactIndex::default(), AssistConfig { max_new_tokens: 12, ..open_gate() }).unwrap();
     let mut streamed = String::new();
-    let ans = a
-        .ask(
-            &AskRequest {
-                question: "失业保险金的领取期限最长多久".into(),
-                mode: AnswerMode::Generate,
-                ..Default::default()
-            },
-            &mut |t| {
-                streamed.push_str(t);
-                true
-            },
-        )
-        .unwrap();
+    let ans = a.ask(&AskRequest { question: "失业保险金的领取期限最长多久".into(), mode: AnswerMode::Generate, ..Default::default() }, &mut |t| {
+        streamed.push_str(t);
+        true
+    }).unwrap();
     // The tiny generator writes noise: nothing it says is supported, so the answer is extractive.
     assert_eq!(ans.answered_by, AnsweredBy::Extractive, "{ans:?}");
     assert_eq!(ans.models.generator.as_deref(), Some("tiny-gen"));
     assert!(ans.verification.is_some());
     assert!(streamed.contains("二十四个月"));
     let no_gen = Assistant::new(env.kbs.clone(), None, FactIndex::default(), open_gate()).unwrap();
-    let ans = ask(
-        &no_gen,
-        "失业保险金的领取期限最长多久",
-        AnswerMode::Generate,
-    );
+    let ans = ask(&no_gen, "失业保险金的领取期限最长多久", AnswerMode::Generate);
     assert!(ans.notes.iter().any(|n| n.contains("no generator")));
-    let err = no_gen
-        .ask(
-            &AskRequest {
-                question: "  ".into(),
-                ..Default::default()
-            },
-            &mut |_| true,
-        )
-        .unwrap_err();
+    let err = no_gen.ask(&AskRequest { question: "  ".into(), ..Default::default() }, &mut |_| true).unwrap_err();
     assert!(err.is_user_error());
-    let err = no_gen
-        .ask(
-            &AskRequest {
-                question: "x".into(),
-                kbs: Some(vec!["nope".into()]),
-                ..Default::default()
-            },
-            &mut |_| true,
-        )
-        .unwrap_err();
+    let err = no_gen.ask(&AskRequest { question: "x".into(), kbs: Some(vec!["nope".into()]), ..Default::default() }, &mut |_| true).unwrap_err();
     assert!(err.is_user_error());
 }
 
@@ -294,25 +164,9 @@ fn both_routing_strategies_rank_every_kb_and_answer() {
     for strategy in [Routing::SearchAll, Routing::Description] {
         let ranked = a.route("失业保险金的领取期限最长多久", strategy).unwrap();
         assert_eq!(ranked.len(), 3, "{strategy:?}");
-        assert!(
-            ranked.windows(2).all(|w| w[0].1 >= w[1].1),
-            "best first: {ranked:?}"
-        );
+        assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1), "best first: {ranked:?}");
     }
-    let narrow = Assistant::new(
-        env.kbs.clone(),
-        None,
-        FactIndex::default(),
-        AssistConfig {
-            routing: Routing::Description,
-            ..open_gate()
-        },
-    )
-    .unwrap();
-    let ans = ask(
-        &narrow,
-        "失业保险金的领取期限最长多久",
-        AnswerMode::Extractive,
-    );
+    let narrow = Assistant::new(env.kbs.clone(), None, FactIndex::default(), AssistConfig { routing: Routing::Description, ..open_gate() }).unwrap();
+    let ans = ask(&narrow, "失业保险金的领取期限最长多久", AnswerMode::Extractive);
     assert!(ans.routes.len() <= 3 && !ans.routes.is_empty());
 }

@@ -18,12 +18,7 @@ pub struct NgramConfig {
 
 impl Default for NgramConfig {
     fn default() -> Self {
-        Self {
-            buckets: 1 << 18,
-            min_n: 1,
-            max_n: 3,
-            max_chars: 600,
-        }
+        Self { buckets: 1 << 18, min_n: 1, max_n: 3, max_chars: 600 }
     }
 }
 
@@ -64,9 +59,7 @@ impl TfidfFeaturizer {
         let mut counts: HashMap<u32, f32> = HashMap::new();
         for n in self.config.min_n..=self.config.max_n {
             for w in chars.windows(n) {
-                *counts
-                    .entry((hash_ngram(w) % self.config.buckets as u64) as u32)
-                    .or_default() += 1.0;
+                *counts.entry((hash_ngram(w) % self.config.buckets as u64) as u32).or_default() += 1.0;
             }
         }
         counts
@@ -74,10 +67,7 @@ impl TfidfFeaturizer {
 
     /// Learn idf from a corpus.
     pub fn fit<'a>(config: NgramConfig, texts: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut f = Self {
-            idf: Vec::new(),
-            config,
-        };
+        let mut f = Self { idf: Vec::new(), config };
         let mut df = vec![0u32; f.config.buckets as usize];
         let mut n = 0usize;
         for t in texts {
@@ -86,10 +76,7 @@ impl TfidfFeaturizer {
                 df[*b as usize] += 1;
             }
         }
-        f.idf = df
-            .iter()
-            .map(|&d| ((1.0 + n as f32) / (1.0 + d as f32)).ln() + 1.0)
-            .collect();
+        f.idf = df.iter().map(|&d| ((1.0 + n as f32) / (1.0 + d as f32)).ln() + 1.0).collect();
         f
     }
 
@@ -97,12 +84,7 @@ impl TfidfFeaturizer {
         let mut v: Sparse = self
             .counts(text)
             .into_iter()
-            .map(|(b, tf)| {
-                (
-                    b,
-                    (1.0 + tf.ln()) * self.idf.get(b as usize).copied().unwrap_or(1.0),
-                )
-            })
+            .map(|(b, tf)| (b, (1.0 + tf.ln()) * self.idf.get(b as usize).copied().unwrap_or(1.0)))
             .collect();
         // Sorted before summing: hash-map order would change the norm's last bits run to run.
         v.sort_by_key(|(b, _)| *b);
@@ -122,21 +104,11 @@ mod tests {
 
     #[test]
     fn vectors_are_unit_length_and_stable() {
-        let f = TfidfFeaturizer::fit(
-            NgramConfig {
-                buckets: 1024,
-                ..Default::default()
-            },
-            ["养老保险怎么交", "公积金提取"],
-        );
+        let f = TfidfFeaturizer::fit(NgramConfig { buckets: 1024, ..Default::default() }, ["养老保险怎么交", "公积金提取"]);
         let v = f.transform("养老保险　怎么交１次");
         let norm: f32 = v.iter().map(|(_, x)| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-5);
-        assert_eq!(
-            v,
-            f.transform("养老保险怎么交1次"),
-            "normalization makes full-width and spacing irrelevant"
-        );
+        assert_eq!(v, f.transform("养老保险怎么交1次"), "normalization makes full-width and spacing irrelevant");
         assert!(f.transform("").is_empty());
     }
 }

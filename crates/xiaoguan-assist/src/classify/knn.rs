@@ -82,39 +82,15 @@ mod tests {
     #[test]
     fn nearest_and_vote() {
         let mut m = KnnMemory::default();
-        m.push(
-            &[1.0, 0.0],
-            MemoryItem {
-                id: "a".into(),
-                label: 0,
-                snippet: String::new(),
-            },
-        );
-        m.push(
-            &[0.9, 0.1],
-            MemoryItem {
-                id: "b".into(),
-                label: 0,
-                snippet: String::new(),
-            },
-        );
-        m.push(
-            &[0.0, 1.0],
-            MemoryItem {
-                id: "c".into(),
-                label: 1,
-                snippet: String::new(),
-            },
-        );
+        m.push(&[1.0, 0.0], MemoryItem { id: "a".into(), label: 0, snippet: String::new() });
+        m.push(&[0.9, 0.1], MemoryItem { id: "b".into(), label: 0, snippet: String::new() });
+        m.push(&[0.0, 1.0], MemoryItem { id: "c".into(), label: 1, snippet: String::new() });
         let n = m.nearest(&[1.0, 0.05], 2, None);
         assert_eq!(n.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1]);
         let p = m.vote(&n, 2, 0.05);
         assert!((p[0] - 1.0).abs() < 1e-6);
         let skipped = m.nearest(&[1.0, 0.0], 1, Some("a"));
         assert_eq!(skipped[0].0, 1);
-        assert!(
-            m.nearest(&[1.0], 1, None).is_empty(),
-            "wrong dimension gives nothing"
-        );
+        assert!(m.nearest(&[1.0], 1, None).is_empty(), "wrong dimension gives nothing");
     }
 }

@@ -18,13 +18,7 @@ pub struct TrainParams {
 
 impl Default for TrainParams {
     fn default() -> Self {
-        Self {
-            epochs: 6,
-            learning_rate: 0.3,
-            dense_scale: 1.0,
-            balance: 0.5,
-            seed: 7,
-        }
+        Self { epochs: 6, learning_rate: 0.3, dense_scale: 1.0, balance: 0.5, seed: 7 }
     }
 }
 
@@ -67,24 +61,10 @@ impl LinearModel {
         z
     }
 
-    pub fn train(
-        rows: &[Row],
-        labels: &[usize],
-        classes: usize,
-        sparse_dim: usize,
-        dense_dim: usize,
-        p: &TrainParams,
-    ) -> Self {
+    pub fn train(rows: &[Row], labels: &[usize], classes: usize, sparse_dim: usize, dense_dim: usize, p: &TrainParams) -> Self {
         let k = classes;
         let dim = sparse_dim + dense_dim;
-        let mut m = LinearModel {
-            classes: k,
-            sparse_dim,
-            dense_dim,
-            dense_scale: p.dense_scale,
-            weights: vec![0.0; dim * k],
-            bias: vec![0.0; k],
-        };
+        let mut m = LinearModel { classes: k, sparse_dim, dense_dim, dense_scale: p.dense_scale, weights: vec![0.0; dim * k], bias: vec![0.0; k] };
         let mut g2 = vec![1e-6f32; dim * k];
         let mut b2 = vec![1e-6f32; k];
         let mut counts = vec![0usize; k];
@@ -92,38 +72,21 @@ impl LinearModel {
             counts[l] += 1;
         }
         let n = labels.len().max(1) as f32;
-        let class_weight: Vec<f32> = counts
-            .iter()
-            .map(|&c| {
-                if c == 0 {
-                    0.0
-                } else {
-                    (n / (k as f32 * c as f32)).powf(p.balance)
-                }
-            })
-            .collect();
+        let class_weight: Vec<f32> =
+            counts.iter().map(|&c| if c == 0 { 0.0 } else { (n / (k as f32 * c as f32)).powf(p.balance) }).collect();
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        let mut state = p
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut state = p.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         for _ in 0..p.epochs {
             // Fisher–Yates with a small LCG: the same seed gives the same model.
             for i in (1..order.len()).rev() {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 order.swap(i, (state >> 33) as usize % (i + 1));
             }
             for &i in &order {
                 let row = &rows[i];
                 let probs = softmax(&m.logits(row), 1.0);
                 let cw = class_weight[labels[i]];
-                let grad: Vec<f32> = probs
-                    .iter()
-                    .enumerate()
-                    .map(|(c, &pc)| cw * (pc - (c == labels[i]) as u8 as f32))
-                    .collect();
+                let grad: Vec<f32> = probs.iter().enumerate().map(|(c, &pc)| cw * (pc - (c == labels[i]) as u8 as f32)).collect();
                 let mut update = |f: usize, x: f32, m: &mut LinearModel| {
                     for c in 0..k {
                         let g = x * grad[c];
@@ -166,21 +129,10 @@ mod tests {
     fn learns_a_separable_problem_deterministically() {
         let a: Sparse = vec![(0, 1.0)];
         let b: Sparse = vec![(1, 1.0)];
-        let rows: Vec<Row> = (0..20)
-            .map(|i| Row {
-                sparse: if i % 2 == 0 { &a } else { &b },
-                dense: None,
-            })
-            .collect();
+        let rows: Vec<Row> = (0..20).map(|i| Row { sparse: if i % 2 == 0 { &a } else { &b }, dense: None }).collect();
         let labels: Vec<usize> = (0..20).map(|i| i % 2).collect();
         let m = LinearModel::train(&rows, &labels, 2, 4, 0, &TrainParams::default());
-        let pa = softmax(
-            &m.logits(&Row {
-                sparse: &a,
-                dense: None,
-            }),
-            1.0,
-        );
+        let pa = softmax(&m.logits(&Row { sparse: &a, dense: None }), 1.0);
         assert!(pa[0] > 0.9, "{pa:?}");
         let again = LinearModel::train(&rows, &labels, 2, 4, 0, &TrainParams::default());
         assert_eq!(m.weights, again.weights);

@@ -77,33 +77,16 @@ impl ClassifierModel {
     }
 
     /// The label distribution; `skip_id` leaves one memory item out (for scoring its own row).
-    pub fn distribution(
-        &self,
-        text: &str,
-        embedding: Option<&[f32]>,
-        skip_id: Option<&str>,
-    ) -> (Vec<f32>, Vec<(usize, f32)>) {
+    pub fn distribution(&self, text: &str, embedding: Option<&[f32]>, skip_id: Option<&str>) -> (Vec<f32>, Vec<(usize, f32)>) {
         let sparse = self.featurizer.transform(text);
         let k = self.meta.labels.len();
-        let lin = softmax(
-            &self.linear.logits(&Row {
-                sparse: &sparse,
-                dense: embedding,
-            }),
-            self.meta.temperature,
-        );
+        let lin = softmax(&self.linear.logits(&Row { sparse: &sparse, dense: embedding }), self.meta.temperature);
         let (neighbours, p) = match embedding {
             Some(e) if self.memory.dim > 0 => {
                 let n = self.memory.nearest(e, self.meta.knn_k, skip_id);
                 let vote = self.memory.vote(&n, k, self.meta.knn_tau);
                 let w = self.meta.knn_weight;
-                (
-                    n,
-                    lin.iter()
-                        .zip(&vote)
-                        .map(|(a, b)| (1.0 - w) * a + w * b)
-                        .collect(),
-                )
+                (n, lin.iter().zip(&vote).map(|(a, b)| (1.0 - w) * a + w * b).collect())
             }
             _ => (Vec::new(), lin),
         };
@@ -116,14 +99,8 @@ impl ClassifierModel {
     }
 
     pub fn to_prediction(&self, p: &[f32], neighbours: &[(usize, f32)]) -> Prediction {
-        let mut ranked: Vec<LabelScore> = p
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| LabelScore {
-                label: self.meta.labels[i].clone(),
-                confidence: c,
-            })
-            .collect();
+        let mut ranked: Vec<LabelScore> =
+            p.iter().enumerate().map(|(i, &c)| LabelScore { label: self.meta.labels[i].clone(), confidence: c }).collect();
         ranked.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
         let confidence = ranked.first().map(|r| r.confidence).unwrap_or(0.0);
         let abstained = confidence < self.meta.abstain_threshold;
@@ -137,12 +114,7 @@ impl ClassifierModel {
                 .take(5)
                 .map(|&(i, s)| {
                     let item = &self.memory.items[i];
-                    Neighbour {
-                        id: item.id.clone(),
-                        label: self.meta.labels[item.label].clone(),
-                        similarity: s,
-                        snippet: item.snippet.clone(),
-                    }
+                    Neighbour { id: item.id.clone(), label: self.meta.labels[item.label].clone(), similarity: s, snippet: item.snippet.clone() }
                 })
                 .collect(),
         }
@@ -153,38 +125,21 @@ impl ClassifierModel {
         let write = |name: &str, bytes: &[u8]| -> Result<()> {
             let path = dir.join(name);
             let tmp = dir.join(format!(".{name}.tmp"));
-            let mut f =
-                std::fs::File::create(&tmp).map_err(|e| AssistError::io("create", &tmp, e))?;
-            f.write_all(bytes)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| AssistError::io("write", &tmp, e))?;
+            let mut f = std::fs::File::create(&tmp).map_err(|e| AssistError::io("create", &tmp, e))?;
+            f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| AssistError::io("write", &tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| AssistError::io("rename", &path, e))
         };
-        let floats = |parts: &[&[f32]]| -> Vec<u8> {
-            parts
-                .iter()
-                .flat_map(|p| p.iter().flat_map(|x| x.to_le_bytes()))
-                .collect()
-        };
-        write(
-            "weights.bin",
-            &floats(&[
-                &self.featurizer.idf,
-                &self.linear.weights,
-                &self.linear.bias,
-            ]),
-        )?;
+        let floats = |parts: &[&[f32]]| -> Vec<u8> { parts.iter().flat_map(|p| p.iter().flat_map(|x| x.to_le_bytes())).collect() };
+        write("weights.bin", &floats(&[&self.featurizer.idf, &self.linear.weights, &self.linear.bias]))?;
         write("memory.bin", &floats(&[&self.memory.vectors]))?;
         let mut items = Vec::new();
         for it in &self.memory.items {
-            serde_json::to_writer(&mut items, it)
-                .map_err(|e| AssistError::Internal(e.to_string()))?;
+            serde_json::to_writer(&mut items, it).map_err(|e| AssistError::Internal(e.to_string()))?;
             items.push(b'\n');
         }
         write("memory.jsonl", &items)?;
         // The description goes last: a folder with classifier.json is complete.
-        let meta = serde_json::to_vec_pretty(&self.meta)
-            .map_err(|e| AssistError::Internal(e.to_string()))?;
+        let meta = serde_json::to_vec_pretty(&self.meta).map_err(|e| AssistError::Internal(e.to_string()))?;
         write("classifier.json", &meta)
     }
 
@@ -197,30 +152,21 @@ impl ClassifierModel {
             )),
             _ => AssistError::io("read", &meta_path, e),
         })?;
-        let meta: ClassifierMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| AssistError::Internal(format!("{}: {e}", meta_path.display())))?;
+        let meta: ClassifierMeta =
+            serde_json::from_slice(&meta_bytes).map_err(|e| AssistError::Internal(format!("{}: {e}", meta_path.display())))?;
         let read_floats = |name: &str| -> Result<Vec<f32>> {
             let p = dir.join(name);
             let b = std::fs::read(&p).map_err(|e| AssistError::io("read", &p, e))?;
-            Ok(b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
+            Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
         let k = meta.labels.len();
         let buckets = meta.ngram.buckets as usize;
         let w = read_floats("weights.bin")?;
         let expected = buckets + (buckets + meta.dense_dim) * k + k;
         if w.len() != expected {
-            return Err(AssistError::Internal(format!(
-                "{}: weights.bin has {} values, expected {expected}",
-                dir.display(),
-                w.len()
-            )));
+            return Err(AssistError::Internal(format!("{}: weights.bin has {} values, expected {expected}", dir.display(), w.len())));
         }
-        let featurizer = TfidfFeaturizer {
-            config: meta.ngram.clone(),
-            idf: w[..buckets].to_vec(),
-        };
+        let featurizer = TfidfFeaturizer { config: meta.ngram.clone(), idf: w[..buckets].to_vec() };
         let linear = LinearModel {
             classes: k,
             sparse_dim: buckets,
@@ -231,30 +177,15 @@ impl ClassifierModel {
         };
         let vectors = read_floats("memory.bin")?;
         let items_path = dir.join("memory.jsonl");
-        let f = std::fs::File::open(&items_path)
-            .map_err(|e| AssistError::io("open", &items_path, e))?;
+        let f = std::fs::File::open(&items_path).map_err(|e| AssistError::io("open", &items_path, e))?;
         let mut items = Vec::new();
         for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
             let line = line.map_err(|e| AssistError::io("read", &items_path, e))?;
-            let item: MemoryItem = serde_json::from_str(&line).map_err(|e| {
-                AssistError::Internal(format!("{}:{}: {e}", items_path.display(), n + 1))
-            })?;
+            let item: MemoryItem = serde_json::from_str(&line)
+                .map_err(|e| AssistError::Internal(format!("{}:{}: {e}", items_path.display(), n + 1)))?;
             items.push(item);
         }
-        let dim = if items.is_empty() {
-            0
-        } else {
-            vectors.len() / items.len()
-        };
-        Ok(Self {
-            meta,
-            featurizer,
-            linear,
-            memory: KnnMemory {
-                dim,
-                vectors,
-                items,
-            },
-        })
+        let dim = if items.is_empty() { 0 } else { vectors.len() / items.len() };
+        Ok(Self { meta, featurizer, linear, memory: KnnMemory { dim, vectors, items } })
     }
 }

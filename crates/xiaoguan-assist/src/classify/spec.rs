@@ -29,17 +29,11 @@ struct SpecFile {
 
 pub fn load_specs(path: &Path) -> Result<Vec<ClassifierSpec>> {
     let text = std::fs::read_to_string(path).map_err(|e| AssistError::io("read", path, e))?;
-    let file: SpecFile = toml::from_str(&text).map_err(|e| {
-        AssistError::InvalidInput(format!("{}: {}", path.display(), toml_error(&text, &e)))
-    })?;
+    let file: SpecFile = toml::from_str(&text).map_err(|e| AssistError::InvalidInput(format!("{}: {}", path.display(), toml_error(&text, &e))))?;
     let mut seen = std::collections::HashSet::new();
     for s in &file.classifier {
         if !seen.insert(s.name.clone()) {
-            return Err(AssistError::InvalidInput(format!(
-                "{}: classifier '{}' is defined twice",
-                path.display(),
-                s.name
-            )));
+            return Err(AssistError::InvalidInput(format!("{}: classifier '{}' is defined twice", path.display(), s.name)));
         }
     }
     Ok(file.classifier)
@@ -48,11 +42,7 @@ pub fn load_specs(path: &Path) -> Result<Vec<ClassifierSpec>> {
 /// A TOML error as "line N: message".
 pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => format!(
-            "line {}: {}",
-            text[..span.start.min(text.len())].lines().count().max(1),
-            e.message()
-        ),
+        Some(span) => format!("line {}: {}", text[..span.start.min(text.len())].lines().count().max(1), e.message()),
         None => e.message().to_string(),
     }
 }

@@ -7,9 +7,7 @@ use super::knn::{KnnMemory, MemoryItem};
 use super::linear::{softmax, LinearModel, Row, TrainParams};
 use super::{ClassifierMeta, ClassifierModel};
 use crate::error::{AssistError, Result};
-use crate::metrics::{
-    classification_report, expected_calibration_error, top_k_accuracy, ClassificationReport,
-};
+use crate::metrics::{classification_report, expected_calibration_error, top_k_accuracy, ClassificationReport};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,10 +36,7 @@ pub fn load_examples(
     let mut skipped = 0;
     for (line, row) in rows {
         let Some(obj) = row.as_object() else {
-            return Err(AssistError::InvalidInput(format!(
-                "{}:{line}: expected a JSON object",
-                path.display()
-            )));
+            return Err(AssistError::InvalidInput(format!("{}:{line}: expected a JSON object", path.display())));
         };
         let text = text_fields
             .iter()
@@ -51,10 +46,7 @@ pub fn load_examples(
             .collect::<Vec<_>>()
             .join("。");
         if text.is_empty() && text_fields.iter().all(|f| !obj.contains_key(f)) {
-            return Err(AssistError::InvalidInput(format!(
-                "{}:{line}: none of the text fields {text_fields:?} is present",
-                path.display()
-            )));
+            return Err(AssistError::InvalidInput(format!("{}:{line}: none of the text fields {text_fields:?} is present", path.display())));
         }
         let label = obj.get(label_field).and_then(|v| match v {
             Value::String(s) => Some(s.trim().to_string()),
@@ -71,11 +63,7 @@ pub fn load_examples(
         }
         let id = id_field
             .and_then(|f| obj.get(f))
-            .map(|v| {
-                v.as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| v.to_string())
-            })
+            .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
             .unwrap_or_else(|| format!("line-{line}"));
         examples.push(Example { id, text, label });
     }
@@ -86,34 +74,25 @@ pub fn load_examples(
 /// and the file's sha256. Bad JSON is the caller's error, named by file and line.
 pub fn read_rows(path: &Path) -> Result<(Vec<(usize, Value)>, String)> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            AssistError::InvalidInput(format!("{}: no such file", path.display()))
-        }
+        std::io::ErrorKind::NotFound => AssistError::InvalidInput(format!("{}: no such file", path.display())),
         _ => AssistError::io("read", path, e),
     })?;
     let sha = hex::encode(Sha256::digest(&bytes));
-    let rows: Vec<(usize, Value)> =
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            let v: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
-                AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), e.line()))
-            })?;
-            v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
-        } else {
-            let mut out = Vec::new();
-            for (i, line) in bytes.lines().enumerate() {
-                let line = line.map_err(|e| {
-                    AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1))
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(&line).map_err(|e| {
-                    AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1))
-                })?;
-                out.push((i + 1, v));
+    let rows: Vec<(usize, Value)> = if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let v: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), e.line())))?;
+        v.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+    } else {
+        let mut out = Vec::new();
+        for (i, line) in bytes.lines().enumerate() {
+            let line = line.map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
+            if line.trim().is_empty() {
+                continue;
             }
-            out
-        };
+            let v: Value = serde_json::from_str(&line).map_err(|e| AssistError::InvalidInput(format!("{}:{}: {e}", path.display(), i + 1)))?;
+            out.push((i + 1, v));
+        }
+        out
+    };
     Ok((rows, sha))
 }
 
@@ -194,15 +173,8 @@ fn scores(labels: &[String], gold: &[usize], probs: &[Vec<f32>]) -> SplitScores 
         })
         .collect();
     let pred: Vec<Option<String>> = ranked.iter().map(|r| r.first().cloned()).collect();
-    let conf: Vec<f64> = probs
-        .iter()
-        .map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64)
-        .collect();
-    let correct: Vec<bool> = pred
-        .iter()
-        .zip(&gold_s)
-        .map(|(p, g)| p.as_ref() == Some(g))
-        .collect();
+    let conf: Vec<f64> = probs.iter().map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64).collect();
+    let correct: Vec<bool> = pred.iter().zip(&gold_s).map(|(p, g)| p.as_ref() == Some(g)).collect();
     let report = classification_report(&gold_s, &pred);
     SplitScores {
         accuracy: report.accuracy,
@@ -214,11 +186,7 @@ fn scores(labels: &[String], gold: &[usize], probs: &[Vec<f32>]) -> SplitScores 
 }
 
 fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|x| x.0)
-        .unwrap_or(0)
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|x| x.0).unwrap_or(0)
 }
 
 struct Fitted {
@@ -234,58 +202,19 @@ fn fit(
     classes: usize,
     cfg: &TrainConfig,
 ) -> (Fitted, Vec<Sparse>) {
-    let featurizer =
-        TfidfFeaturizer::fit(cfg.ngram.clone(), examples.iter().map(|e| e.text.as_str()));
-    let sparse: Vec<Sparse> = examples
-        .iter()
-        .map(|e| featurizer.transform(&e.text))
-        .collect();
-    let dense_dim = embeddings
-        .and_then(|e| e.first())
-        .map(|v| v.len())
-        .unwrap_or(0);
-    let rows: Vec<Row> = sparse
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Row {
-            sparse: s,
-            dense: embeddings.map(|e| e[i]),
-        })
-        .collect();
-    let linear = LinearModel::train(
-        &rows,
-        label_ids,
-        classes,
-        cfg.ngram.buckets as usize,
-        dense_dim,
-        &cfg.params,
-    );
+    let featurizer = TfidfFeaturizer::fit(cfg.ngram.clone(), examples.iter().map(|e| e.text.as_str()));
+    let sparse: Vec<Sparse> = examples.iter().map(|e| featurizer.transform(&e.text)).collect();
+    let dense_dim = embeddings.and_then(|e| e.first()).map(|v| v.len()).unwrap_or(0);
+    let rows: Vec<Row> = sparse.iter().enumerate().map(|(i, s)| Row { sparse: s, dense: embeddings.map(|e| e[i]) }).collect();
+    let linear = LinearModel::train(&rows, label_ids, classes, cfg.ngram.buckets as usize, dense_dim, &cfg.params);
     let mut memory = KnnMemory::default();
     if let Some(embs) = embeddings {
         for (i, e) in examples.iter().enumerate() {
-            let snippet: String = xiaoguan_text::mask_pii(&e.text)
-                .text
-                .chars()
-                .take(80)
-                .collect();
-            memory.push(
-                embs[i],
-                MemoryItem {
-                    id: e.id.clone(),
-                    label: label_ids[i],
-                    snippet,
-                },
-            );
+            let snippet: String = xiaoguan_text::mask_pii(&e.text).text.chars().take(80).collect();
+            memory.push(embs[i], MemoryItem { id: e.id.clone(), label: label_ids[i], snippet });
         }
     }
-    (
-        Fitted {
-            featurizer,
-            linear,
-            memory,
-        },
-        sparse,
-    )
+    (Fitted { featurizer, linear, memory }, sparse)
 }
 
 /// Train a classifier. `embeddings[i]` belongs to `examples[i]` (None: n-grams only).
@@ -302,30 +231,17 @@ pub fn train(
     labels.sort();
     labels.dedup();
     if labels.len() < 2 {
-        return Err(AssistError::InvalidInput(format!(
-            "need at least two labels to train, found {}",
-            labels.len()
-        )));
+        return Err(AssistError::InvalidInput(format!("need at least two labels to train, found {}", labels.len())));
     }
-    let index: BTreeMap<&str, usize> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i))
-        .collect();
+    let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let label_of = |e: &Example| index[e.label.as_str()];
-    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) =
-        (0..examples.len()).partition(|&i| is_holdout(&examples[i].id, cfg.holdout_percent));
+    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| is_holdout(&examples[i].id, cfg.holdout_percent));
     if test_idx.is_empty() || train_idx.is_empty() {
-        return Err(AssistError::InvalidInput(format!(
-            "{} rows are too few to hold out a split",
-            examples.len()
-        )));
+        return Err(AssistError::InvalidInput(format!("{} rows are too few to hold out a split", examples.len())));
     }
     let k = labels.len();
     let pick = |idx: &[usize]| -> Vec<&Example> { idx.iter().map(|&i| &examples[i]).collect() };
-    let embs = |idx: &[usize]| -> Option<Vec<&[f32]>> {
-        embeddings.map(|e| idx.iter().map(|&i| e[i].as_slice()).collect())
-    };
+    let embs = |idx: &[usize]| -> Option<Vec<&[f32]>> { embeddings.map(|e| idx.iter().map(|&i| e[i].as_slice()).collect()) };
     let train_ex = pick(&train_idx);
     let train_labels: Vec<usize> = train_ex.iter().map(|e| label_of(e)).collect();
     let test_ex = pick(&test_idx);
@@ -335,15 +251,7 @@ pub fn train(
     let (base, _) = fit(&train_ex, &train_labels, None, k, cfg);
     let base_probs: Vec<Vec<f32>> = test_ex
         .iter()
-        .map(|e| {
-            softmax(
-                &base.linear.logits(&Row {
-                    sparse: &base.featurizer.transform(&e.text),
-                    dense: None,
-                }),
-                1.0,
-            )
-        })
+        .map(|e| softmax(&base.linear.logits(&Row { sparse: &base.featurizer.transform(&e.text), dense: None }), 1.0))
         .collect();
     let baseline = scores(&labels, &gold, &base_probs);
 
@@ -354,33 +262,13 @@ pub fn train(
     let logits: Vec<Vec<f32>> = test_ex
         .iter()
         .enumerate()
-        .map(|(i, e)| {
-            full.linear.logits(&Row {
-                sparse: &full.featurizer.transform(&e.text),
-                dense: test_embs.as_ref().map(|t| t[i]),
-            })
-        })
+        .map(|(i, e)| full.linear.logits(&Row { sparse: &full.featurizer.transform(&e.text), dense: test_embs.as_ref().map(|t| t[i]) }))
         .collect();
     // Temperature: the grid value with the lowest held-out negative log-likelihood.
-    let nll = |t: f32| -> f32 {
-        logits
-            .iter()
-            .zip(&gold)
-            .map(|(z, &g)| -softmax(z, t)[g].max(1e-9).ln())
-            .sum()
-    };
-    let temperature = [0.25f32, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0]
-        .into_iter()
-        .min_by(|a, b| nll(*a).total_cmp(&nll(*b)))
-        .unwrap_or(1.0);
+    let nll = |t: f32| -> f32 { logits.iter().zip(&gold).map(|(z, &g)| -softmax(z, t)[g].max(1e-9).ln()).sum() };
+    let temperature = [0.25f32, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0].into_iter().min_by(|a, b| nll(*a).total_cmp(&nll(*b))).unwrap_or(1.0);
     let votes: Vec<Vec<f32>> = match &test_embs {
-        Some(te) => te
-            .iter()
-            .map(|e| {
-                full.memory
-                    .vote(&full.memory.nearest(e, cfg.knn_k, None), k, cfg.knn_tau)
-            })
-            .collect(),
+        Some(te) => te.iter().map(|e| full.memory.vote(&full.memory.nearest(e, cfg.knn_k, None), k, cfg.knn_tau)).collect(),
         None => Vec::new(),
     };
     let blend = |w: f32| -> Vec<Vec<f32>> {
@@ -390,41 +278,20 @@ pub fn train(
             .map(|(i, z)| {
                 let lin = softmax(z, temperature);
                 match votes.get(i) {
-                    Some(v) => lin
-                        .iter()
-                        .zip(v)
-                        .map(|(a, b)| (1.0 - w) * a + w * b)
-                        .collect(),
+                    Some(v) => lin.iter().zip(v).map(|(a, b)| (1.0 - w) * a + w * b).collect(),
                     None => lin,
                 }
             })
             .collect()
     };
-    let weights: &[f32] = if votes.is_empty() {
-        &[0.0]
-    } else {
-        &[0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9]
-    };
-    let acc = |p: &[Vec<f32>]| {
-        p.iter()
-            .zip(&gold)
-            .filter(|(p, g)| argmax(p) == **g)
-            .count()
-    };
-    let knn_weight = weights
-        .iter()
-        .copied()
-        .max_by_key(|w| (acc(&blend(*w)), (-(w * 100.0)) as i64))
-        .unwrap_or(0.0);
+    let weights: &[f32] = if votes.is_empty() { &[0.0] } else { &[0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9] };
+    let acc = |p: &[Vec<f32>]| p.iter().zip(&gold).filter(|(p, g)| argmax(p) == **g).count();
+    let knn_weight = weights.iter().copied().max_by_key(|w| (acc(&blend(*w)), (-(w * 100.0)) as i64)).unwrap_or(0.0);
     let probs = blend(knn_weight);
     let model_scores = scores(&labels, &gold, &probs);
 
     // Abstain threshold: the lowest confidence at which the answered rows reach the target precision.
-    let mut by_conf: Vec<(f32, bool)> = probs
-        .iter()
-        .zip(&gold)
-        .map(|(p, &g)| (p[argmax(p)], argmax(p) == g))
-        .collect();
+    let mut by_conf: Vec<(f32, bool)> = probs.iter().zip(&gold).map(|(p, &g)| (p[argmax(p)], argmax(p) == g)).collect();
     by_conf.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut abstain_threshold = 1.0f32;
     let mut right = 0usize;
@@ -437,27 +304,16 @@ pub fn train(
     if model_scores.accuracy as f32 >= cfg.target_precision {
         abstain_threshold = 0.0;
     }
-    let answered: Vec<&(f32, bool)> = by_conf
-        .iter()
-        .filter(|(c, _)| *c >= abstain_threshold)
-        .collect();
+    let answered: Vec<&(f32, bool)> = by_conf.iter().filter(|(c, _)| *c >= abstain_threshold).collect();
     let abstain_rate = 1.0 - answered.len() as f64 / by_conf.len() as f64;
-    let accuracy_when_answered = if answered.is_empty() {
-        0.0
-    } else {
-        answered.iter().filter(|x| x.1).count() as f64 / answered.len() as f64
-    };
+    let accuracy_when_answered = if answered.is_empty() { 0.0 } else { answered.iter().filter(|x| x.1).count() as f64 / answered.len() as f64 };
 
     // Optionally the shipped model learns from every row with the settings chosen above.
     let (final_fit, trained_rows) = if cfg.final_on_all_rows {
         let all: Vec<&Example> = examples.iter().collect();
         let all_labels: Vec<usize> = all.iter().map(|e| label_of(e)).collect();
-        let all_embs: Option<Vec<&[f32]>> =
-            embeddings.map(|e| e.iter().map(Vec::as_slice).collect());
-        (
-            fit(&all, &all_labels, all_embs.as_deref(), k, cfg).0,
-            examples.len(),
-        )
+        let all_embs: Option<Vec<&[f32]>> = embeddings.map(|e| e.iter().map(Vec::as_slice).collect());
+        (fit(&all, &all_labels, all_embs.as_deref(), k, cfg).0, examples.len())
     } else {
         (full, train_idx.len())
     };
@@ -493,12 +349,7 @@ pub fn train(
         data_sha256: data_sha256.to_string(),
         report: serde_json::to_value(&report).unwrap_or(Value::Null),
     };
-    let model = ClassifierModel {
-        meta,
-        featurizer: final_fit.featurizer,
-        linear: final_fit.linear,
-        memory: final_fit.memory,
-    };
+    let model = ClassifierModel { meta, featurizer: final_fit.featurizer, linear: final_fit.linear, memory: final_fit.memory };
     Ok((model, report))
 }
 
@@ -507,30 +358,12 @@ mod tests {
     use super::*;
 
     fn toy() -> Vec<Example> {
-        let topics = [
-            (
-                "社保",
-                [
-                    "养老保险缴费",
-                    "社保卡补办",
-                    "失业保险金申领",
-                    "医保报销比例",
-                ],
-            ),
-            (
-                "交通",
-                ["公交线路调整", "地铁站出口", "道路拥堵严重", "停车收费太贵"],
-            ),
-        ];
+        let topics = [("社保", ["养老保险缴费", "社保卡补办", "失业保险金申领", "医保报销比例"]), ("交通", ["公交线路调整", "地铁站出口", "道路拥堵严重", "停车收费太贵"])];
         let mut out = Vec::new();
         for (label, phrases) in topics {
             for (i, p) in phrases.iter().enumerate() {
                 for j in 0..10 {
-                    out.push(Example {
-                        id: format!("{label}-{i}-{j}"),
-                        text: format!("请问{p}的问题{j}"),
-                        label: label.into(),
-                    });
+                    out.push(Example { id: format!("{label}-{i}-{j}"), text: format!("请问{p}的问题{j}"), label: label.into() });
                 }
             }
         }
@@ -540,23 +373,8 @@ mod tests {
     #[test]
     fn trains_saves_loads_and_predicts_the_same() {
         let ex = toy();
-        let cfg = TrainConfig {
-            ngram: NgramConfig {
-                buckets: 4096,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let embs: Vec<Vec<f32>> = ex
-            .iter()
-            .map(|e| {
-                if e.label == "社保" {
-                    vec![1.0, 0.1]
-                } else {
-                    vec![0.1, 1.0]
-                }
-            })
-            .collect();
+        let cfg = TrainConfig { ngram: NgramConfig { buckets: 4096, ..Default::default() }, ..Default::default() };
+        let embs: Vec<Vec<f32>> = ex.iter().map(|e| if e.label == "社保" { vec![1.0, 0.1] } else { vec![0.1, 1.0] }).collect();
         let (model, report) = train(&ex, 0, "sha", Some(&embs), Some("toy"), &cfg).unwrap();
         assert_eq!(report.classes, 2);
         assert!(report.model.accuracy > 0.95, "{}", report.model.accuracy);
@@ -575,21 +393,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("d.jsonl");
         std::fs::write(&f, "{\"text\":\"a\",\"label\":\"x\"}\n{oops\n").unwrap();
-        let err = load_examples(&f, &["text".into()], "label", None, &|l| {
-            Some(l.to_string())
-        })
-        .unwrap_err();
+        let err = load_examples(&f, &["text".into()], "label", None, &|l| Some(l.to_string())).unwrap_err();
         assert!(err.to_string().contains("d.jsonl:2"), "{err}");
         assert!(err.is_user_error());
-        std::fs::write(
-            &f,
-            "{\"text\":\"a\",\"label\":null}\n{\"text\":\"b\",\"label\":\"y\"}\n",
-        )
-        .unwrap();
-        let (ex, skipped, _) = load_examples(&f, &["text".into()], "label", None, &|l| {
-            Some(l.to_string())
-        })
-        .unwrap();
+        std::fs::write(&f, "{\"text\":\"a\",\"label\":null}\n{\"text\":\"b\",\"label\":\"y\"}\n").unwrap();
+        let (ex, skipped, _) = load_examples(&f, &["text".into()], "label", None, &|l| Some(l.to_string())).unwrap();
         assert_eq!((ex.len(), skipped), (1, 1));
         let err = train(&ex, 0, "", None, None, &TrainConfig::default()).unwrap_err();
         assert!(err.to_string().contains("two labels"));

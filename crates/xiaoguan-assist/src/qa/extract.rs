@@ -18,10 +18,7 @@ pub fn extract(question: &str, sources: &[&str], max_chars: usize) -> Vec<Extrac
     for (si, text) in sources.iter().enumerate() {
         // The first source is the best retrieved: prefer it when sentences tie.
         let prior = 1.0 / (1.0 + si as f32 * 0.15);
-        for (pos, s) in xiaoguan_text::sentences::split(text)
-            .into_iter()
-            .enumerate()
-        {
+        for (pos, s) in xiaoguan_text::sentences::split(text).into_iter().enumerate() {
             let s = s.trim();
             // Headings and fragments carry no answer.
             if s.starts_with('#') || letters(s).len() < 6 {
@@ -61,40 +58,23 @@ pub fn extract(question: &str, sources: &[&str], max_chars: usize) -> Vec<Extrac
     // 十年的，最长为二十四个月。"): keep it when it shares something with the question.
     let followers: Vec<(usize, usize, String, f32)> = chosen
         .iter()
-        .filter_map(|c| {
-            all.iter()
-                .find(|n| n.0 == c.0 && n.1 == c.1 + 1 && n.3 > 0.0)
-                .cloned()
-        })
+        .filter_map(|c| all.iter().find(|n| n.0 == c.0 && n.1 == c.1 + 1 && n.3 > 0.0).cloned())
         .collect();
     for f in followers {
         let len = f.2.chars().count();
-        if used + len <= max_chars + max_chars / 2
-            && !chosen.iter().any(|c| c.0 == f.0 && c.1 == f.1)
-        {
+        if used + len <= max_chars + max_chars / 2 && !chosen.iter().any(|c| c.0 == f.0 && c.1 == f.1) {
             used += len;
             chosen.push(f);
         }
     }
     // Read in source order, sentence order: answers read like the document.
     chosen.sort_by_key(|c| (c.0, c.1));
-    chosen
-        .into_iter()
-        .map(|(source, _, sentence, score)| Extract {
-            source: source + 1,
-            sentence,
-            score,
-        })
-        .collect()
+    chosen.into_iter().map(|(source, _, sentence, score)| Extract { source: source + 1, sentence, score }).collect()
 }
 
 /// "sentence [n]" joined: the extractive answer text.
 pub fn render(extracts: &[Extract]) -> String {
-    extracts
-        .iter()
-        .map(|e| format!("{} [{}]", e.sentence.trim_end(), e.source))
-        .collect::<Vec<_>>()
-        .join("\n")
+    extracts.iter().map(|e| format!("{} [{}]", e.sentence.trim_end(), e.source)).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
@@ -109,9 +89,6 @@ mod tests {
         assert!(!out.is_empty());
         assert!(out.iter().all(|e| e.source == 1), "{out:?}");
         assert!(render(&out).contains("十二个月。 [1]"));
-        assert!(
-            extract("天气预报", &[b], 200).is_empty(),
-            "nothing matches, nothing is said"
-        );
+        assert!(extract("天气预报", &[b], 200).is_empty(), "nothing matches, nothing is said");
     }
 }

@@ -33,74 +33,15 @@ pub enum FactField {
 }
 
 const INTENTS: &[(FactField, &[&str])] = &[
-    (
-        FactField::Materials,
-        &[
-            "哪些材料",
-            "什么材料",
-            "材料清单",
-            "申请材料",
-            "要带什么",
-            "带什么",
-            "提交什么",
-            "准备什么",
-            "需要材料",
-            "要什么材料",
-            "所需材料",
-        ],
-    ),
-    (
-        FactField::Department,
-        &[
-            "哪个部门",
-            "什么部门",
-            "哪个单位",
-            "哪个机关",
-            "哪里受理",
-            "在哪办",
-            "在哪里办",
-            "去哪办",
-            "去哪里办",
-            "谁受理",
-            "谁负责",
-            "受理部门",
-            "由谁",
-            "找谁",
-        ],
-    ),
-    (
-        FactField::TimeLimit,
-        &[
-            "几个工作日",
-            "多少个工作日",
-            "几天",
-            "多少天",
-            "多长时间",
-            "多久",
-            "时限",
-            "办结",
-        ],
-    ),
-    (
-        FactField::BundleItems,
-        &[
-            "包括哪些",
-            "包含哪些",
-            "有哪些事项",
-            "哪些事项",
-            "涉及哪些",
-            "怎么办理一件事",
-        ],
-    ),
+    (FactField::Materials, &["哪些材料", "什么材料", "材料清单", "申请材料", "要带什么", "带什么", "提交什么", "准备什么", "需要材料", "要什么材料", "所需材料"]),
+    (FactField::Department, &["哪个部门", "什么部门", "哪个单位", "哪个机关", "哪里受理", "在哪办", "在哪里办", "去哪办", "去哪里办", "谁受理", "谁负责", "受理部门", "由谁", "找谁"]),
+    (FactField::TimeLimit, &["几个工作日", "多少个工作日", "几天", "多少天", "多长时间", "多久", "时限", "办结"]),
+    (FactField::BundleItems, &["包括哪些", "包含哪些", "有哪些事项", "哪些事项", "涉及哪些", "怎么办理一件事"]),
 ];
 
 /// The fields a question asks about (several may be asked at once).
 pub fn intents(question: &str) -> Vec<FactField> {
-    INTENTS
-        .iter()
-        .filter(|(_, words)| words.iter().any(|w| question.contains(w)))
-        .map(|(f, _)| *f)
-        .collect()
+    INTENTS.iter().filter(|(_, words)| words.iter().any(|w| question.contains(w))).map(|(f, _)| *f).collect()
 }
 
 /// The question with its field words removed: what it is about.
@@ -118,28 +59,11 @@ fn topic(question: &str) -> String {
 }
 
 /// Words every item or question has: they say nothing about which item.
-const GENERIC: &[&str] = &[
-    "一件事",
-    "审批",
-    "办理",
-    "申请",
-    "核发",
-    "手续",
-    "受理",
-    "承诺",
-    "部门",
-    "时限",
-    "需要",
-    "材料",
-    "要",
-];
+const GENERIC: &[&str] = &["一件事", "审批", "办理", "申请", "核发", "手续", "受理", "承诺", "部门", "时限", "需要", "材料", "要"];
 
 fn piece_bigrams(text: &str) -> std::collections::HashSet<(char, char)> {
     let mut out = std::collections::HashSet::new();
-    for piece in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|p| !p.is_empty())
-    {
+    for piece in text.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
         out.extend(bigrams(&piece.chars().collect::<Vec<_>>()));
     }
     out
@@ -165,8 +89,8 @@ fn topic_score(question_topic: &str, name: &str) -> f32 {
 pub struct FactIndex {
     pub items: Vec<ApprovalItem>,
     pub bundles: Vec<Bundle>,
-    /// Where each bundle is indexed (by name), when a served KB (`one-thing`) holds it: answers cite
-    /// that chunk.
+    /// Where each bundle is indexed (by name) when a served KB (`one-thing`) holds it: answers
+    /// cite that chunk.
     pub bundle_chunks: std::collections::HashMap<String, IndexedChunk>,
 }
 
@@ -181,16 +105,8 @@ pub struct IndexedChunk {
 
 #[derive(Debug, Clone, Serialize)]
 pub enum FactMatch {
-    Item {
-        item: ApprovalItem,
-        fields: Vec<FactField>,
-        score: f32,
-    },
-    Bundle {
-        bundle: Bundle,
-        fields: Vec<FactField>,
-        score: f32,
-    },
+    Item { item: ApprovalItem, fields: Vec<FactField>, score: f32 },
+    Bundle { bundle: Bundle, fields: Vec<FactField>, score: f32 },
 }
 
 fn as_string(v: &Value) -> Option<String> {
@@ -203,39 +119,23 @@ fn as_string(v: &Value) -> Option<String> {
 
 impl FactIndex {
     /// Collect the approval-item records of these KBs.
-    pub fn build(
-        kbs: &[std::sync::Arc<KnowledgeBase>],
-        bundles: Vec<Bundle>,
-    ) -> crate::Result<Self> {
+    pub fn build(kbs: &[std::sync::Arc<KnowledgeBase>], bundles: Vec<Bundle>) -> crate::Result<Self> {
         let mut items: Vec<ApprovalItem> = Vec::new();
         for kb in kbs {
             let filter = Filter::eq("doc_type", "approval-item");
             let mut offset = None;
             loop {
-                let (page, next) = kb
-                    .store()
-                    .scroll(&filter, offset, 256)
-                    .map_err(xiaoguan_kb::KbError::from)?;
+                let (page, next) = kb.store().scroll(&filter, offset, 256).map_err(xiaoguan_kb::KbError::from)?;
                 for h in page {
                     let p = &h.payload;
                     let s = |k: &str| p.get(k).and_then(as_string);
-                    let (Some(item), Some(doc_id)) = (s("item"), s("doc_id")) else {
-                        continue;
-                    };
-                    if items
-                        .iter()
-                        .any(|i| i.doc_id == doc_id && i.kb == kb.def.id)
-                    {
+                    let (Some(item), Some(doc_id)) = (s("item"), s("doc_id")) else { continue };
+                    if items.iter().any(|i| i.doc_id == doc_id && i.kb == kb.def.id) {
                         continue;
                     }
                     let materials = match p.get("materials") {
                         Some(Value::Array(a)) => a.iter().filter_map(as_string).collect(),
-                        Some(Value::String(s)) => s
-                            .split(['；', ';', '\n'])
-                            .map(str::trim)
-                            .filter(|x| !x.is_empty())
-                            .map(String::from)
-                            .collect(),
+                        Some(Value::String(s)) => s.split(['；', ';', '\n']).map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect(),
                         _ => Vec::new(),
                     };
                     let mut materials_dedup: Vec<String> = Vec::new();
@@ -250,10 +150,7 @@ impl FactIndex {
                         doc_id,
                         item,
                         department: s("department").unwrap_or_default(),
-                        promised_working_days: p.get("promised_working_days").and_then(|v| {
-                            v.as_f64()
-                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                        }),
+                        promised_working_days: p.get("promised_working_days").and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))),
                         materials: materials_dedup,
                         region: s("region"),
                     });
@@ -267,29 +164,15 @@ impl FactIndex {
         items.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
         let mut bundle_chunks = std::collections::HashMap::new();
         for kb in kbs {
-            let (page, _) = kb
-                .store()
-                .scroll(&Filter::eq("doc_type", "bundle"), None, 1024)
-                .map_err(xiaoguan_kb::KbError::from)?;
+            let (page, _) = kb.store().scroll(&Filter::eq("doc_type", "bundle"), None, 1024).map_err(xiaoguan_kb::KbError::from)?;
             for h in page {
                 let s = |k: &str| h.payload.get(k).and_then(as_string);
-                if let (Some(name), Some(doc_id), Some(chunk_id)) =
-                    (s("name"), s("doc_id"), s("chunk_id"))
-                {
-                    bundle_chunks.entry(name).or_insert(IndexedChunk {
-                        kb: kb.def.id.clone(),
-                        doc_id,
-                        chunk_id,
-                        doc_no: s("doc_no"),
-                    });
+                if let (Some(name), Some(doc_id), Some(chunk_id)) = (s("name"), s("doc_id"), s("chunk_id")) {
+                    bundle_chunks.entry(name).or_insert(IndexedChunk { kb: kb.def.id.clone(), doc_id, chunk_id, doc_no: s("doc_no") });
                 }
             }
         }
-        Ok(Self {
-            items,
-            bundles,
-            bundle_chunks,
-        })
+        Ok(Self { items, bundles, bundle_chunks })
     }
 
     /// The record a field question is about, when the question names one clearly.
@@ -303,49 +186,21 @@ impl FactIndex {
             let best = self
                 .bundles
                 .iter()
-                .map(|b| {
-                    (
-                        b,
-                        b.any
-                            .iter()
-                            .filter(|w| question.contains(w.as_str()))
-                            .count() as f32
-                            * 0.5
-                            + topic_score(&t, &b.name),
-                    )
-                })
+                .map(|b| (b, b.any.iter().filter(|w| question.contains(w.as_str())).count() as f32 * 0.5 + topic_score(&t, &b.name)))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((b, s)) = best.filter(|(_, s)| *s >= min_score) {
-                return Some(FactMatch::Bundle {
-                    bundle: b.clone(),
-                    fields: vec![FactField::BundleItems],
-                    score: s.min(1.0),
-                });
+                return Some(FactMatch::Bundle { bundle: b.clone(), fields: vec![FactField::BundleItems], score: s.min(1.0) });
             }
         }
-        let item_fields: Vec<FactField> = fields
-            .into_iter()
-            .filter(|f| *f != FactField::BundleItems)
-            .collect();
+        let item_fields: Vec<FactField> = fields.into_iter().filter(|f| *f != FactField::BundleItems).collect();
         if item_fields.is_empty() {
             return None;
         }
-        let mut scored: Vec<(&ApprovalItem, f32)> = self
-            .items
-            .iter()
-            .map(|i| (i, topic_score(&t, &i.item)))
-            .collect();
+        let mut scored: Vec<(&ApprovalItem, f32)> = self.items.iter().map(|i| (i, topic_score(&t, &i.item))).collect();
         // Best score first; among equals the shorter (more general) item name.
-        scored.sort_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then(a.0.item.chars().count().cmp(&b.0.item.chars().count()))
-        });
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.item.chars().count().cmp(&b.0.item.chars().count())));
         let (item, score) = scored.first().copied()?;
-        (score >= min_score).then(|| FactMatch::Item {
-            item: item.clone(),
-            fields: item_fields,
-            score,
-        })
+        (score >= min_score).then(|| FactMatch::Item { item: item.clone(), fields: item_fields, score })
     }
 }
 
@@ -358,40 +213,20 @@ pub fn render(m: &FactMatch) -> String {
                 match f {
                     FactField::Department => parts.push(format!("受理部门：{}。", item.department)),
                     FactField::TimeLimit => match item.promised_working_days {
-                        Some(d) => {
-                            parts.push(format!("承诺办理时限：{} 个工作日。", trim_float(d)))
-                        }
+                        Some(d) => parts.push(format!("承诺办理时限：{} 个工作日。", trim_float(d))),
                         None => parts.push("事项清单未载明承诺办理时限。".into()),
                     },
                     FactField::Materials => {
-                        let list: Vec<String> = item
-                            .materials
-                            .iter()
-                            .enumerate()
-                            .map(|(i, m)| format!("{}. {m}", i + 1))
-                            .collect();
-                        parts.push(format!(
-                            "需提交的材料（共 {} 项）：\n{}",
-                            item.materials.len(),
-                            list.join("\n")
-                        ));
+                        let list: Vec<String> = item.materials.iter().enumerate().map(|(i, m)| format!("{}. {m}", i + 1)).collect();
+                        parts.push(format!("需提交的材料（共 {} 项）：\n{}", item.materials.len(), list.join("\n")));
                     }
                     FactField::BundleItems => {}
                 }
             }
-            let region = item
-                .region
-                .as_deref()
-                .map(|r| format!("（{r}事项清单）"))
-                .unwrap_or_default();
+            let region = item.region.as_deref().map(|r| format!("（{r}事项清单）")).unwrap_or_default();
             format!("“{}”{region}\n{} [1]", item.item, parts.join("\n"))
         }
         FactMatch::Bundle { bundle, .. } => {
-            let mut parts = vec![format!(
-                "“{}”包括以下事项：{}。",
-                bundle.name,
-                bundle.items.join("、")
-            )];
             let mut who = vec![format!("本地牵头部门：{}", bundle.lead)];
             if !bundle.departments.is_empty() {
                 who.push(format!("协同部门：{}", bundle.departments.join("、")));
@@ -399,16 +234,14 @@ pub fn render(m: &FactMatch) -> String {
             if !bundle.national_lead.is_empty() {
                 who.push(format!("国家层面牵头：{}", bundle.national_lead));
             }
-            parts.push(format!("{}。", who.join("；")));
-            match (bundle.batch.is_empty(), bundle.source.is_empty()) {
-                (false, false) => {
-                    parts.push(format!("出处：{}；依据文件：{}。", bundle.batch, bundle.source))
-                }
-                (false, true) => parts.push(format!("出处：{}。", bundle.batch)),
-                (true, false) => parts.push(format!("依据文件：{}。", bundle.source)),
-                (true, true) => {}
-            }
-            format!("{} [1]", parts.join(""))
+            let origin = [("出处", &bundle.batch), ("依据文件", &bundle.source)]
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k}：{v}"))
+                .collect::<Vec<_>>()
+                .join("；");
+            let origin = if origin.is_empty() { origin } else { format!("{origin}。") };
+            format!("“{}”包括以下事项：{}。{}。{origin} [1]", bundle.name, bundle.items.join("、"), who.join("；"))
         }
     }
 }
@@ -441,24 +274,9 @@ mod tests {
     fn index() -> FactIndex {
         FactIndex {
             items: vec![
-                item(
-                    "建筑工程施工许可证核发",
-                    "唐山市住房和城乡建设局",
-                    3.0,
-                    &["施工合同", "监理合同"],
-                ),
-                item(
-                    "建筑工程施工许可证核发（市政）",
-                    "唐山市行政审批局",
-                    3.0,
-                    &["a"],
-                ),
-                item(
-                    "建设工程消防验收",
-                    "唐山市应急管理局",
-                    10.0,
-                    &["消防验收申请表"],
-                ),
+                item("建筑工程施工许可证核发", "唐山市住房和城乡建设局", 3.0, &["施工合同", "监理合同"]),
+                item("建筑工程施工许可证核发（市政）", "唐山市行政审批局", 3.0, &["a"]),
+                item("建设工程消防验收", "唐山市应急管理局", 10.0, &["消防验收申请表"]),
                 item("企业投资项目备案", "唐山市行政审批局", 1.0, &["备案信息"]),
             ],
             bundles: vec![Bundle {
@@ -478,46 +296,21 @@ mod tests {
     #[test]
     fn answers_fields_exactly_from_the_record() {
         let idx = index();
-        let m = idx
-            .lookup("办理施工许可需要哪些材料？", 0.5)
-            .expect("match");
+        let m = idx.lookup("办理施工许可需要哪些材料？", 0.5).expect("match");
         let text = render(&m);
-        assert!(
-            text.contains("建筑工程施工许可证核发")
-                && text.contains("1. 施工合同")
-                && text.contains("共 2 项"),
-            "{text}"
-        );
-        let m = idx
-            .lookup("消防验收哪个部门受理，承诺几个工作日？", 0.5)
-            .expect("match");
+        assert!(text.contains("建筑工程施工许可证核发") && text.contains("1. 施工合同") && text.contains("共 2 项"), "{text}");
+        let m = idx.lookup("消防验收哪个部门受理，承诺几个工作日？", 0.5).expect("match");
         let text = render(&m);
-        assert!(
-            text.contains("唐山市应急管理局") && text.contains("10 个工作日"),
-            "{text}"
-        );
-        let m = idx
-            .lookup("新生儿出生一件事包括哪些事项", 0.5)
-            .expect("bundle");
+        assert!(text.contains("唐山市应急管理局") && text.contains("10 个工作日"), "{text}");
+        let m = idx.lookup("新生儿出生一件事包括哪些事项", 0.5).expect("bundle");
         let text = render(&m);
-        assert!(
-            text.contains("出生医学证明、户口登记")
-                && text.contains("国家层面牵头：国家卫生健康委")
-                && text.contains("依据文件：国发〔2024〕3号"),
-            "{text}"
-        );
+        assert!(text.contains("出生医学证明、户口登记") && text.contains("国家层面牵头：国家卫生健康委") && text.contains("依据文件：国发〔2024〕3号"), "{text}");
     }
 
     #[test]
     fn does_not_fire_without_a_field_question_or_a_named_item() {
         let idx = index();
-        assert!(
-            idx.lookup("施工许可是什么", 0.5).is_none(),
-            "no field asked"
-        );
-        assert!(
-            idx.lookup("养老保险需要哪些材料", 0.5).is_none(),
-            "no such item"
-        );
+        assert!(idx.lookup("施工许可是什么", 0.5).is_none(), "no field asked");
+        assert!(idx.lookup("养老保险需要哪些材料", 0.5).is_none(), "no such item");
     }
 }

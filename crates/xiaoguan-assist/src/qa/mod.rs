@@ -236,44 +236,23 @@ fn ms(t: Instant) -> f64 {
 
 impl Assistant {
     /// The KBs must share one embedder (the query is embedded once).
-    pub fn new(
-        kbs: Vec<Arc<KnowledgeBase>>,
-        generator: Option<Arc<dyn Generator>>,
-        facts: FactIndex,
-        config: AssistConfig,
-    ) -> Result<Self> {
-        let first = kbs.first().ok_or_else(|| {
-            AssistError::InvalidInput("the assistant needs at least one knowledge base".into())
-        })?;
+    pub fn new(kbs: Vec<Arc<KnowledgeBase>>, generator: Option<Arc<dyn Generator>>, facts: FactIndex, config: AssistConfig) -> Result<Self> {
+        let first = kbs.first().ok_or_else(|| AssistError::InvalidInput("the assistant needs at least one knowledge base".into()))?;
         let embedder = first.embedder().clone();
-        if let Some(other) = kbs
-            .iter()
-            .find(|k| k.embedder().model_id() != embedder.model_id())
-        {
+        if let Some(other) = kbs.iter().find(|k| k.embedder().model_id() != embedder.model_id()) {
             return Err(AssistError::InvalidInput(format!(
                 "knowledge bases '{}' and '{}' use different embedders; serve them from separate assistants",
                 first.def.id, other.def.id
             )));
         }
-        Ok(Self {
-            kbs,
-            descriptions: std::sync::OnceLock::new(),
-            embedder,
-            generator,
-            facts,
-            config,
-        })
+        Ok(Self { kbs, descriptions: std::sync::OnceLock::new(), embedder, generator, facts, config })
     }
 
     fn descriptions(&self) -> Result<&[Vec<f32>]> {
         if let Some(d) = self.descriptions.get() {
             return Ok(d);
         }
-        let texts: Vec<String> = self
-            .kbs
-            .iter()
-            .map(|k| format!("{}：{}", k.def.title, k.def.description))
-            .collect();
+        let texts: Vec<String> = self.kbs.iter().map(|k| format!("{}：{}", k.def.title, k.def.description)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let embedded = self.embedder.embed(&refs, TextKind::Passage)?;
         Ok(self.descriptions.get_or_init(|| embedded))
@@ -282,32 +261,15 @@ impl Assistant {
     /// KBs ranked for a question by `strategy`, best first, with the score that ranked them
     /// (best passage similarity, or description similarity).
     pub fn route(&self, question: &str, strategy: Routing) -> Result<Vec<(String, f32)>> {
-        let dense = self
-            .embedder
-            .embed(&[question], TextKind::Query)?
-            .pop()
-            .unwrap_or_default();
+        let dense = self.embedder.embed(&[question], TextKind::Query)?.pop().unwrap_or_default();
         let mut scored: Vec<(String, f32)> = match strategy {
-            Routing::Description => self
-                .kbs
-                .iter()
-                .zip(self.descriptions()?)
-                .map(|(k, d)| (k.def.id.clone(), xiaoguan_models::cosine(&dense, d)))
-                .collect(),
+            Routing::Description => self.kbs.iter().zip(self.descriptions()?).map(|(k, d)| (k.def.id.clone(), xiaoguan_models::cosine(&dense, d))).collect(),
             Routing::SearchAll => {
-                let opts = SearchOptions {
-                    limit: self.config.top_k,
-                    ..Default::default()
-                };
+                let opts = SearchOptions { limit: self.config.top_k, ..Default::default() };
                 let mut out = Vec::new();
                 for kb in &self.kbs {
                     let hits = kb.search_embedded(question, &dense, &opts)?;
-                    out.push((
-                        kb.def.id.clone(),
-                        hits.iter()
-                            .filter_map(|h| h.similarity)
-                            .fold(0.0f32, f32::max),
-                    ));
+                    out.push((kb.def.id.clone(), hits.iter().filter_map(|h| h.similarity).fold(0.0f32, f32::max)));
                 }
                 out
             }
@@ -322,9 +284,7 @@ impl Assistant {
 
     /// Whether a request in this mode may run the generator (and so needs its queue slot).
     pub fn will_generate(&self, mode: AnswerMode) -> bool {
-        self.generator.is_some()
-            && (mode == AnswerMode::Generate
-                || (mode == AnswerMode::Auto && self.config.auto_generates))
+        self.generator.is_some() && (mode == AnswerMode::Generate || (mode == AnswerMode::Auto && self.config.auto_generates))
     }
 
     pub fn embedder(&self) -> &Arc<dyn Embedder> {
@@ -343,16 +303,10 @@ impl Assistant {
         match only {
             None => Ok(self.kbs.iter().collect()),
             // An empty selection is a scope with nothing in it, never "everything".
-            Some(ids) if ids.is_empty() => Err(AssistError::InvalidInput(
-                "no knowledge base is selected".into(),
-            )),
+            Some(ids) if ids.is_empty() => Err(AssistError::InvalidInput("no knowledge base is selected".into())),
             Some(ids) => ids
                 .iter()
-                .map(|id| {
-                    self.kbs.iter().find(|k| &k.def.id == id).ok_or_else(|| {
-                        AssistError::NotFound(format!("unknown knowledge base '{id}'"))
-                    })
-                })
+                .map(|id| self.kbs.iter().find(|k| &k.def.id == id).ok_or_else(|| AssistError::NotFound(format!("unknown knowledge base '{id}'"))))
                 .collect(),
         }
     }
@@ -366,9 +320,7 @@ impl Assistant {
             return Err(AssistError::InvalidInput("the question is empty".into()));
         }
         if question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(AssistError::InvalidInput(format!(
-                "the question is longer than {MAX_QUESTION_CHARS} characters"
-            )));
+            return Err(AssistError::InvalidInput(format!("the question is longer than {MAX_QUESTION_CHARS} characters")));
         }
         let kbs = self.selected(&req.kbs)?;
         let mut timings = Timings::default();
@@ -376,14 +328,8 @@ impl Assistant {
         let rewritten = rewrite::rewrite(question, &req.history);
         let q = rewritten.clone().unwrap_or_else(|| question.to_string());
         timings.rewrite_ms = ms(t);
-        let kb_versions: BTreeMap<String, u64> = kbs
-            .iter()
-            .map(|k| (k.def.id.clone(), k.version()))
-            .collect();
-        let models = Models {
-            embedder: self.embedder.model_id().to_string(),
-            generator: None,
-        };
+        let kb_versions: BTreeMap<String, u64> = kbs.iter().map(|k| (k.def.id.clone(), k.version())).collect();
+        let models = Models { embedder: self.embedder.model_id().to_string(), generator: None };
         let mut answer = Answer {
             text: String::new(),
             answered_by: AnsweredBy::Handoff,
@@ -425,56 +371,36 @@ impl Assistant {
                             chunk_id: item.chunk_id.clone(),
                             score: *score,
                             similarity: None,
-                            text: format!(
-                                "受理部门：{}；承诺时限：{:?} 个工作日；材料 {} 项",
-                                item.department,
-                                item.promised_working_days,
-                                item.materials.len()
-                            ),
+                            text: format!("受理部门：{}；承诺时限：{:?} 个工作日；材料 {} 项", item.department, item.promised_working_days, item.materials.len()),
                         },
                         *score,
                     ),
                     FactMatch::Bundle { bundle, score, .. } => {
-                        // Cite the bundle's chunk in a served KB (`one-thing`), else the rules' data file.
+                        // Cite the bundle's chunk in a served KB (`one-thing`), else the bundles data.
                         let indexed = self.facts.bundle_chunks.get(&bundle.name);
+                        let fallback_id = format!("bundle:{}", bundle.name);
                         (
-                            Citation {
-                                index: 1,
-                                kb: indexed
-                                    .map_or_else(|| "dispatch-rules".into(), |c| c.kb.clone()),
-                                title: bundle.name.clone(),
-                                doc_no: indexed.and_then(|c| c.doc_no.clone()).or_else(|| {
-                                    (!bundle.source.is_empty()).then(|| bundle.source.clone())
-                                }),
-                                heading_path: bundle.name.clone(),
-                                article: None,
-                                doc_id: indexed.map_or_else(
-                                    || format!("bundle:{}", bundle.name),
-                                    |c| c.doc_id.clone(),
-                                ),
-                                chunk_id: indexed.map_or_else(
-                                    || format!("bundle:{}", bundle.name),
-                                    |c| c.chunk_id.clone(),
-                                ),
-                                score: *score,
-                                similarity: None,
-                                text: format!(
-                                    "牵头部门：{}；事项：{}",
-                                    bundle.lead,
-                                    bundle.items.join("、")
-                                ),
-                            },
-                            *score,
-                        )
+                        Citation {
+                            index: 1,
+                            kb: indexed.map_or_else(|| "dispatch-rules".into(), |c| c.kb.clone()),
+                            title: bundle.name.clone(),
+                            doc_no: indexed.and_then(|c| c.doc_no.clone()).or_else(|| (!bundle.source.is_empty()).then(|| bundle.source.clone())),
+                            heading_path: bundle.name.clone(),
+                            article: None,
+                            doc_id: indexed.map_or_else(|| fallback_id.clone(), |c| c.doc_id.clone()),
+                            chunk_id: indexed.map_or(fallback_id, |c| c.chunk_id.clone()),
+                            score: *score,
+                            similarity: None,
+                            text: format!("牵头部门：{}；事项：{}", bundle.lead, bundle.items.join("、")),
+                        },
+                        *score,
+                    )
                     }
                 };
                 answer.citations.push(cite);
                 answer.confidence = score;
                 on_text(&answer.text);
-                answer.timings = Timings {
-                    total_ms: ms(started),
-                    ..timings
-                };
+                answer.timings = Timings { total_ms: ms(started), ..timings };
                 return Ok(answer);
             }
         }
@@ -483,104 +409,51 @@ impl Assistant {
         let t = Instant::now();
         let dense = match (&req.query_embedding, &answer.rewritten_question) {
             (Some(e), None) if e.len() == self.embedder.dimension() => e.clone(),
-            _ => self
-                .embedder
-                .embed(&[q.as_str()], TextKind::Query)?
-                .pop()
-                .unwrap_or_default(),
+            _ => self.embedder.embed(&[q.as_str()], TextKind::Query)?.pop().unwrap_or_default(),
         };
         let mut filter = Filter::none();
         if let Some(doc) = &req.exclude_doc {
-            filter = filter.and(Condition::Ne {
-                field: "doc_id".into(),
-                value: doc.clone().into(),
-            });
+            filter = filter.and(Condition::Ne { field: "doc_id".into(), value: doc.clone().into() });
         }
-        let opts = SearchOptions {
-            limit: self.config.top_k,
-            filter,
-            ..Default::default()
-        };
+        let opts = SearchOptions { limit: self.config.top_k, filter, ..Default::default() };
         // Description routing narrows the search to the KBs whose description is closest.
         let kbs: Vec<&Arc<KnowledgeBase>> = match self.config.routing {
             Routing::SearchAll => kbs,
             Routing::Description => {
                 let descriptions = self.descriptions()?;
                 let score = |k: &Arc<KnowledgeBase>| {
-                    self.kbs
-                        .iter()
-                        .position(|x| x.def.id == k.def.id)
-                        .map(|i| xiaoguan_models::cosine(&dense, &descriptions[i]))
-                        .unwrap_or(0.0)
+                    self.kbs.iter().position(|x| x.def.id == k.def.id).map(|i| xiaoguan_models::cosine(&dense, &descriptions[i])).unwrap_or(0.0)
                 };
                 let best = kbs.iter().map(|k| score(k)).fold(f32::MIN, f32::max);
-                kbs.into_iter()
-                    .filter(|k| score(k) >= best - self.config.route_margin)
-                    .collect()
+                kbs.into_iter().filter(|k| score(k) >= best - self.config.route_margin).collect()
             }
         };
         let mut per_kb: Vec<(String, Vec<SearchHit>)> = Vec::new();
         for kb in &kbs {
             match kb.search_embedded(&q, &dense, &opts) {
                 Ok(hits) => per_kb.push((kb.def.id.clone(), hits)),
-                Err(xiaoguan_kb::KbError::NotIngested(id)) => answer
-                    .notes
-                    .push(format!("knowledge base '{id}' is not ingested; skipped")),
+                Err(xiaoguan_kb::KbError::NotIngested(id)) => answer.notes.push(format!("knowledge base '{id}' is not ingested; skipped")),
                 Err(e) => return Err(e.into()),
             }
         }
         timings.retrieve_ms = ms(t);
-        let best_of = |hits: &[SearchHit]| {
-            hits.iter()
-                .filter_map(|h| h.similarity)
-                .fold(0.0f32, f32::max)
-        };
-        let top = per_kb
-            .iter()
-            .map(|(_, h)| best_of(h))
-            .fold(0.0f32, f32::max);
+        let best_of = |hits: &[SearchHit]| hits.iter().filter_map(|h| h.similarity).fold(0.0f32, f32::max);
+        let top = per_kb.iter().map(|(_, h)| best_of(h)).fold(0.0f32, f32::max);
         answer.routes = per_kb
             .iter()
-            .map(|(kb, h)| RouteScore {
-                kb: kb.clone(),
-                similarity: best_of(h),
-                used: best_of(h) >= top - self.config.route_margin && !h.is_empty(),
-            })
+            .map(|(kb, h)| RouteScore { kb: kb.clone(), similarity: best_of(h), used: best_of(h) >= top - self.config.route_margin && !h.is_empty() })
             .collect();
-        answer
-            .routes
-            .sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        let used: Vec<&String> = answer
-            .routes
-            .iter()
-            .filter(|r| r.used)
-            .map(|r| &r.kb)
-            .collect();
-        let mut hits: Vec<SearchHit> = per_kb
-            .into_iter()
-            .filter(|(kb, _)| used.contains(&kb))
-            .flat_map(|(_, h)| h)
-            .collect();
-        hits.sort_by(|a, b| {
-            b.similarity
-                .unwrap_or(0.0)
-                .total_cmp(&a.similarity.unwrap_or(0.0))
-        });
+        answer.routes.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        let used: Vec<&String> = answer.routes.iter().filter(|r| r.used).map(|r| &r.kb).collect();
+        let mut hits: Vec<SearchHit> = per_kb.into_iter().filter(|(kb, _)| used.contains(&kb)).flat_map(|(_, h)| h).collect();
+        hits.sort_by(|a, b| b.similarity.unwrap_or(0.0).total_cmp(&a.similarity.unwrap_or(0.0)));
         hits.truncate(self.config.top_k);
 
         // What the gate will judge, computed first so every answer reports it.
         let qb = content_bigrams(&q);
         let best_sim = hits.first().and_then(|h| h.similarity).unwrap_or(0.0);
-        let top_text: String = hits
-            .iter()
-            .take(3)
-            .map(|h| h.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let coverage = containment(
-            &qb,
-            &crate::lexical::bigrams(&crate::lexical::letters(&top_text)),
-        );
+        let top_text: String = hits.iter().take(3).map(|h| h.text.as_str()).collect::<Vec<_>>().join("\n");
+        let coverage = containment(&qb, &crate::lexical::bigrams(&crate::lexical::letters(&top_text)));
         // 3. Canonical answer: a vetted FAQ entry asking the same thing.
         let canonical = hits
             .iter()
@@ -588,62 +461,35 @@ impl Assistant {
             .filter_map(|h| {
                 let faq_q = h.payload.get("question")?.as_str()?;
                 h.payload.get("answer")?.as_str()?;
-                Some((
-                    h,
-                    dice(&qb, &content_bigrams(faq_q)),
-                    h.similarity.unwrap_or(0.0),
-                ))
+                Some((h, dice(&qb, &content_bigrams(faq_q)), h.similarity.unwrap_or(0.0)))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let (canonical_dice, canonical_similarity) =
-            canonical.map(|c| (c.1, c.2)).unwrap_or((0.0, 0.0));
-        answer.evidence = Some(Evidence {
-            best_similarity: best_sim,
-            coverage,
-            canonical_dice,
-            canonical_similarity,
-        });
+        let (canonical_dice, canonical_similarity) = canonical.map(|c| (c.1, c.2)).unwrap_or((0.0, 0.0));
+        answer.evidence = Some(Evidence { best_similarity: best_sim, coverage, canonical_dice, canonical_similarity });
         if let Some((h, d, s)) = canonical {
             if d >= self.config.canonical_min_dice && s >= self.config.canonical_min_similarity {
-                let text = h
-                    .payload
-                    .get("answer")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
+                let text = h.payload.get("answer").and_then(|v| v.as_str()).unwrap_or_default();
                 answer.text = format!("{} [1]", text.trim());
                 answer.answered_by = AnsweredBy::Canonical;
                 answer.handoff = false;
                 answer.confidence = d.min(1.0);
                 answer.citations.push(citation(1, h));
                 on_text(&answer.text);
-                answer.timings = Timings {
-                    total_ms: ms(started),
-                    ..timings
-                };
+                answer.timings = Timings { total_ms: ms(started), ..timings };
                 return Ok(answer);
             }
         }
 
         // 4. Evidence gate.
-        answer.related = hits
-            .iter()
-            .take(3)
-            .enumerate()
-            .map(|(i, h)| citation(i + 1, h))
-            .collect();
-        if hits.is_empty()
-            || best_sim < self.config.evidence_min_similarity
-            || coverage < self.config.evidence_min_coverage
-        {
+        answer.related = hits.iter().take(3).enumerate().map(|(i, h)| citation(i + 1, h)).collect();
+        if hits.is_empty() || best_sim < self.config.evidence_min_similarity || coverage < self.config.evidence_min_coverage {
             answer.notes.push(format!(
                 "evidence gate: best similarity {best_sim:.3} (needs {:.2}), question coverage {coverage:.2} (needs {:.2})",
                 self.config.evidence_min_similarity, self.config.evidence_min_coverage
             ));
             return Ok(self.handoff(answer, on_text, timings, started));
         }
-        let support = ((best_sim - self.config.evidence_min_similarity)
-            / (1.0 - self.config.evidence_min_similarity))
-            .clamp(0.0, 1.0);
+        let support = ((best_sim - self.config.evidence_min_similarity) / (1.0 - self.config.evidence_min_similarity)).clamp(0.0, 1.0);
         let confidence = (0.5 * support + 0.5 * coverage).clamp(0.0, 1.0);
         let sources: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
 
@@ -651,28 +497,15 @@ impl Assistant {
         let want_generation = self.will_generate(req.mode) || req.mode == AnswerMode::Generate;
         if want_generation {
             match &self.generator {
-                None => answer
-                    .notes
-                    .push("no generator is loaded: extractive answer instead".into()),
+                None => answer.notes.push("no generator is loaded: extractive answer instead".into()),
                 Some(g) => {
                     answer.models.generator = Some(g.model_id().to_string());
                     let t = Instant::now();
-                    let blocks: Vec<String> = hits
-                        .iter()
-                        .enumerate()
-                        .map(|(i, h)| {
-                            prompt::source_block(i + 1, &h.title, &h.heading_path, &h.text)
-                        })
-                        .collect();
-                    let max_new = req
-                        .max_new_tokens
-                        .unwrap_or(self.config.max_new_tokens)
-                        .clamp(1, 1024);
+                    let blocks: Vec<String> =
+                        hits.iter().enumerate().map(|(i, h)| prompt::source_block(i + 1, &h.title, &h.heading_path, &h.text)).collect();
+                    let max_new = req.max_new_tokens.unwrap_or(self.config.max_new_tokens).clamp(1, 1024);
                     // The prompt must leave room for the reply inside the model's context.
-                    let budget = self
-                        .config
-                        .max_context_tokens
-                        .min(g.context_length().saturating_sub(max_new + 16));
+                    let budget = self.config.max_context_tokens.min(g.context_length().saturating_sub(max_new + 16));
                     let (messages, n_sources) = prompt::build(g.as_ref(), &q, &blocks, budget)?;
                     let srcs = &sources[..n_sources.min(sources.len())];
                     let mut pending = String::new();
@@ -680,19 +513,11 @@ impl Assistant {
                     let mut checks = Vec::new();
                     let mut verify_ms = 0.0;
                     let mut stopped = false;
-                    let mut take_sentences = |pending: &mut String,
-                                              flush: bool,
-                                              kept: &mut Vec<String>,
-                                              checks: &mut Vec<verify::SentenceCheck>,
-                                              on_text: &mut dyn FnMut(&str) -> bool|
-                     -> bool {
+                    let mut take_sentences = |pending: &mut String, flush: bool, kept: &mut Vec<String>, checks: &mut Vec<verify::SentenceCheck>, on_text: &mut dyn FnMut(&str) -> bool| -> bool {
                         let vt = Instant::now();
                         let mut go_on = true;
                         loop {
-                            let cut = pending
-                                .char_indices()
-                                .find(|(_, c)| "。！？!?\n；".contains(*c))
-                                .map(|(i, c)| i + c.len_utf8());
+                            let cut = pending.char_indices().find(|(_, c)| "。！？!?\n；".contains(*c)).map(|(i, c)| i + c.len_utf8());
                             // A citation marker right after the stop belongs to that sentence.
                             let cut = cut.map(|i| {
                                 let rest = &pending[i..];
@@ -703,9 +528,7 @@ impl Assistant {
                                 }
                             });
                             let piece: String = match cut {
-                                Some(i) if i < pending.len() || flush => {
-                                    pending.drain(..i).collect()
-                                }
+                                Some(i) if i < pending.len() || flush => pending.drain(..i).collect(),
                                 _ if flush && !pending.trim().is_empty() => std::mem::take(pending),
                                 _ => break,
                             };
@@ -750,30 +573,19 @@ impl Assistant {
                     timings.verify_ms = verify_ms;
                     let removed = checks.iter().filter(|c| !c.supported).count();
                     let says_no_answer = generated_text.contains("资料中没有相关内容");
-                    let verification = verify::Verification {
-                        kept: kept.len(),
-                        removed,
-                        text: kept.join(""),
-                        sentences: checks,
-                    };
+                    let verification = verify::Verification { kept: kept.len(), removed, text: kept.join(""), sentences: checks };
                     answer.verification = Some(verification);
                     if says_no_answer && kept.is_empty() {
-                        answer
-                            .notes
-                            .push("the generator found no answer in the sources".into());
+                        answer.notes.push("the generator found no answer in the sources".into());
                         return Ok(self.handoff(answer, on_text, timings, started));
                     }
                     if !kept.is_empty() && removed <= kept.len() {
                         answer.text = kept.join("");
                         answer.answered_by = AnsweredBy::Generated;
                         answer.handoff = false;
-                        answer.confidence =
-                            confidence * kept.len() as f32 / (kept.len() + removed) as f32;
+                        answer.confidence = confidence * kept.len() as f32 / (kept.len() + removed) as f32;
                         answer.citations = cited(&answer.text, &hits);
-                        answer.timings = Timings {
-                            total_ms: ms(started),
-                            ..timings
-                        };
+                        answer.timings = Timings { total_ms: ms(started), ..timings };
                         return Ok(answer);
                     }
                     let head: String = generated_text.chars().take(120).collect();
@@ -796,9 +608,7 @@ impl Assistant {
         let picked = extract::extract(&q, &sources, self.config.extract_chars);
         timings.verify_ms += ms(t);
         if picked.is_empty() {
-            answer
-                .notes
-                .push("no sentence of the retrieved passages matches the question".into());
+            answer.notes.push("no sentence of the retrieved passages matches the question".into());
             return Ok(self.handoff(answer, on_text, timings, started));
         }
         answer.text = extract::render(&picked);
@@ -807,33 +617,16 @@ impl Assistant {
         answer.confidence = confidence;
         answer.citations = cited(&answer.text, &hits);
         on_text(&answer.text);
-        answer.timings = Timings {
-            total_ms: ms(started),
-            ..timings
-        };
+        answer.timings = Timings { total_ms: ms(started), ..timings };
         Ok(answer)
     }
 
-    fn handoff(
-        &self,
-        mut answer: Answer,
-        on_text: &mut dyn FnMut(&str) -> bool,
-        timings: Timings,
-        started: Instant,
-    ) -> Answer {
+    fn handoff(&self, mut answer: Answer, on_text: &mut dyn FnMut(&str) -> bool, timings: Timings, started: Instant) -> Answer {
         let mut text = HANDOFF_TEXT.to_string();
         if !answer.related.is_empty() {
             text.push_str("\n可能相关的资料：");
             for c in &answer.related {
-                text.push_str(&format!(
-                    "\n[{}] {}",
-                    c.index,
-                    if c.heading_path.is_empty() {
-                        &c.title
-                    } else {
-                        &c.heading_path
-                    }
-                ));
+                text.push_str(&format!("\n[{}] {}", c.index, if c.heading_path.is_empty() { &c.title } else { &c.heading_path }));
             }
         }
         answer.text = text;
@@ -842,10 +635,7 @@ impl Assistant {
         answer.citations.clear();
         answer.confidence = 0.0;
         on_text(&answer.text);
-        answer.timings = Timings {
-            total_ms: ms(started),
-            ..timings
-        };
+        answer.timings = Timings { total_ms: ms(started), ..timings };
         answer
     }
 }

@@ -32,18 +32,8 @@ fn citations_in(s: &str) -> (String, Vec<usize>) {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         match after.find(']') {
-            Some(close)
-                if after[..close]
-                    .split([',', '，', ' '])
-                    .filter(|x| !x.is_empty())
-                    .all(|x| x.parse::<usize>().is_ok())
-                    && close > 0 =>
-            {
-                cites.extend(
-                    after[..close]
-                        .split([',', '，', ' '])
-                        .filter_map(|x| x.parse::<usize>().ok()),
-                );
+            Some(close) if after[..close].split([',', '，', ' ']).filter(|x| !x.is_empty()).all(|x| x.parse::<usize>().is_ok()) && close > 0 => {
+                cites.extend(after[..close].split([',', '，', ' ']).filter_map(|x| x.parse::<usize>().ok()));
                 rest = &after[close + 1..];
             }
             _ => {
@@ -70,11 +60,7 @@ pub fn verify(answer: &str, sources: &[&str], min_support: f32) -> Verification 
         let sb = bigrams(&chars);
         let nums = numbers(&sentence);
         let candidates: Vec<usize> = if cites.iter().any(|&c| c >= 1 && c <= sources.len()) {
-            cites
-                .iter()
-                .copied()
-                .filter(|&c| c >= 1 && c <= sources.len())
-                .collect()
+            cites.iter().copied().filter(|&c| c >= 1 && c <= sources.len()).collect()
         } else {
             (1..=sources.len()).collect()
         };
@@ -82,36 +68,15 @@ pub fn verify(answer: &str, sources: &[&str], min_support: f32) -> Verification 
             .iter()
             .map(|&c| {
                 let numbers_ok = nums.iter().all(|n| source_numbers[c - 1].contains(n));
-                (
-                    c,
-                    if numbers_ok {
-                        containment(&sb, &source_bigrams[c - 1])
-                    } else {
-                        0.0
-                    },
-                )
+                (c, if numbers_ok { containment(&sb, &source_bigrams[c - 1]) } else { 0.0 })
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let (cite, support) = best.unwrap_or((0, 0.0));
-        checks.push(SentenceCheck {
-            sentence,
-            cites: if cite > 0 { vec![cite] } else { vec![] },
-            support,
-            supported: support >= min_support,
-        });
+        checks.push(SentenceCheck { sentence, cites: if cite > 0 { vec![cite] } else { vec![] }, support, supported: support >= min_support });
     }
     let kept: Vec<&SentenceCheck> = checks.iter().filter(|c| c.supported).collect();
-    let text = kept
-        .iter()
-        .map(|c| format!("{} [{}]", c.sentence, c.cites[0]))
-        .collect::<Vec<_>>()
-        .join("");
-    Verification {
-        kept: kept.len(),
-        removed: checks.len() - kept.len(),
-        sentences: checks,
-        text,
-    }
+    let text = kept.iter().map(|c| format!("{} [{}]", c.sentence, c.cites[0])).collect::<Vec<_>>().join("");
+    Verification { kept: kept.len(), removed: checks.len() - kept.len(), sentences: checks, text }
 }
 
 #[cfg(test)]
@@ -122,8 +87,7 @@ mod tests {
 
     #[test]
     fn keeps_supported_and_removes_invented_sentences() {
-        let answer =
-            "累计缴费满十年以上的，领取失业保险金最长为二十四个月[1]。失业保险金可以领取10年[1]。";
+        let answer = "累计缴费满十年以上的，领取失业保险金最长为二十四个月[1]。失业保险金可以领取10年[1]。";
         let v = verify(answer, &[SRC], 0.6);
         assert_eq!((v.kept, v.removed), (1, 1), "{v:?}");
         assert!(v.text.contains("二十四个月") && v.text.ends_with("[1]"));
