@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xiaoguan_models::TextKind;
@@ -48,6 +49,8 @@ pub struct IngestReport {
     pub unchanged: usize,
     pub removed: usize,
     pub chunks_embedded: usize,
+    /// Chunks whose vectors were taken from another KB holding the same document version.
+    pub chunks_reused: usize,
     pub total_chunks: usize,
     pub skipped: Vec<Skipped>,
     pub seconds: f64,
@@ -191,7 +194,7 @@ fn doc_hash(d: &SourceDoc, def: &KbDefinition) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-fn point_id(kb: &str, key: &str, hash: &str, ordinal: usize) -> u64 {
+pub(crate) fn point_id(kb: &str, key: &str, hash: &str, ordinal: usize) -> u64 {
     let d = Sha256::digest(format!("{kb}\u{0}{key}\u{0}{hash}\u{0}{ordinal}").as_bytes());
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) >> 1
 }
@@ -223,6 +226,12 @@ fn store_point(def: &KbDefinition, d: &SourceDoc, hash: &str, c: &Chunk, dense: 
 
 impl KnowledgeBase {
     pub fn ingest(&self, opts: &IngestOptions) -> Result<IngestReport> {
+        self.ingest_reusing(opts, &[])
+    }
+
+    /// Ingest, taking the vectors of a document from `donors` (other KBs, same embedder) when one
+    /// of them holds the same version of it: KBs that share documents embed them once.
+    pub fn ingest_reusing(&self, opts: &IngestOptions, donors: &[Arc<KnowledgeBase>]) -> Result<IngestReport> {
         let started = Instant::now();
         let def = &self.def;
         let (docs, skipped) = collect_documents(def, &opts.data_root, opts.uploads_dir.as_deref())?;
@@ -283,6 +292,15 @@ impl KnowledgeBase {
             let mut doc_states = Vec::new();
             for (d, hash, chunks) in batch {
                 let texts: Vec<String> = chunks.iter().map(|c| c.index_text(&d.doc.title)).collect();
+                if let Some(vectors) = self.reusable_vectors(donors, &d.key, hash, chunks.len()) {
+                    for ((c, text), dense) in chunks.iter().zip(&texts).zip(vectors) {
+                        points.push(store_point(def, d, hash, c, dense, text.clone()));
+                    }
+                    bar.inc(chunks.len() as u64);
+                    report.chunks_reused += chunks.len();
+                    doc_states.push((d.key.clone(), DocState { title: d.doc.title.clone(), hash: hash.clone(), chunks: chunks.len() }));
+                    continue;
+                }
                 for (group_no, group) in texts.chunks(64).enumerate() {
                     let refs: Vec<&str> = group.iter().map(String::as_str).collect();
                     let vecs = self.embedder.embed(&refs, TextKind::Passage)?;
@@ -342,6 +360,17 @@ impl KnowledgeBase {
         report.seconds = started.elapsed().as_secs_f64();
         report.complete = !stopped;
         Ok(report)
+    }
+
+    fn reusable_vectors(&self, donors: &[Arc<KnowledgeBase>], key: &str, hash: &str, chunks: usize) -> Option<Vec<Vec<f32>>> {
+        let embedder = self.embedder.model_id();
+        donors.iter().filter(|k| k.def.id != self.def.id).find_map(|k| {
+            // A donor is only a shortcut: a failure there means embedding as usual.
+            k.stored_chunk_vectors(key, hash, chunks, embedder)
+                .inspect_err(|e| tracing::warn!("reusing vectors of {key} from {}: {e}", k.def.id))
+                .ok()
+                .flatten()
+        })
     }
 
     fn commit(&self, state: &crate::state::KbState, path: &Path) -> Result<()> {

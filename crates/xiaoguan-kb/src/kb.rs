@@ -105,6 +105,22 @@ impl KnowledgeBase {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The stored vectors of a document's chunks, when this KB holds exactly that version of it
+    /// (same content hash, which covers text, metadata, chunking and embedder) from the same
+    /// embedder: another KB ingesting the same document reuses them instead of embedding again.
+    pub fn stored_chunk_vectors(&self, key: &str, hash: &str, chunks: usize, embedder: &str) -> Result<Option<Vec<Vec<f32>>>> {
+        let holds = {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            st.embedder == embedder && st.documents.get(key).is_some_and(|d| d.hash == hash && d.chunks == chunks)
+        };
+        if !holds || chunks == 0 {
+            return Ok(None);
+        }
+        let ids: Vec<u64> = (0..chunks).map(|i| crate::ingest::point_id(&self.def.id, key, hash, i)).collect();
+        let vectors: Option<Vec<Vec<f32>>> = self.store.dense_vectors(&ids)?.into_iter().collect();
+        Ok(vectors.filter(|v| v.iter().all(|x| x.len() == self.embedder.dimension())))
+    }
+
     /// The committed version (without cloning the document list).
     pub fn version(&self) -> u64 {
         self.state.read().unwrap_or_else(|p| p.into_inner()).version

@@ -194,3 +194,37 @@ fn a_missing_data_root_is_the_callers_error() {
     let err = kb.search("社保", &SearchOptions::default()).unwrap_err();
     assert!(err.to_string().contains("not been ingested"), "{err}");
 }
+
+#[test]
+fn a_kb_sharing_documents_reuses_their_vectors() {
+    let env = setup();
+    let donor = Arc::new(KnowledgeBase::open(&env.def, &env.kbs, env.embedder.clone()).unwrap());
+    donor.ingest(&opts(&env)).unwrap();
+    // A second KB over the laws only (same metadata, chunking and embedder → same document hashes),
+    // one of them edited after the donor was built.
+    let mut laws = env.def.clone();
+    laws.id = "laws-only".into();
+    laws.sources.truncate(1);
+    std::fs::write(env.data.join("laws/社会法/工伤保险条例(2010-12-20).md"), "# 工伤保险条例\n<!-- INFO END -->\n第十七条 改过的条文。\n").unwrap();
+    let kb = KnowledgeBase::open(&laws, &env.kbs, env.embedder.clone()).unwrap();
+    let r = kb.ingest_reusing(&opts(&env), &[donor.clone()]).unwrap();
+    assert_eq!((r.documents, r.chunks_reused, r.chunks_embedded), (2, 3, 1), "the edited law is embedded, the other reused: {r:?}");
+    assert_eq!(kb.store().count(&Filter::none()).unwrap(), 4);
+
+    // The reused vectors are the ones embedding would give: the same search results as a KB built alone.
+    let mut alone_def = laws.clone();
+    alone_def.id = "laws-alone".into();
+    let alone = KnowledgeBase::open(&alone_def, &env.kbs, env.embedder.clone()).unwrap();
+    assert_eq!(alone.ingest(&opts(&env)).unwrap().chunks_reused, 0);
+    let key = "laws/社会法/社会保险法(2018-12-29).md";
+    let (a, b) = (kb.state().documents[key].clone(), alone.state().documents[key].clone());
+    assert_eq!(a.hash, b.hash);
+    let reused = kb.stored_chunk_vectors(key, &a.hash, a.chunks, "tiny").unwrap().unwrap();
+    let fresh = alone.stored_chunk_vectors(key, &b.hash, b.chunks, "tiny").unwrap().unwrap();
+    for (x, y) in reused.iter().zip(&fresh) {
+        assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5));
+    }
+    // Another embedder or version is never taken.
+    assert!(donor.stored_chunk_vectors(key, &a.hash, a.chunks, "other-model").unwrap().is_none());
+    assert!(donor.stored_chunk_vectors(key, "0000", a.chunks, "tiny").unwrap().is_none());
+}

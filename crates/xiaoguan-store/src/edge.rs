@@ -259,6 +259,23 @@ impl VectorStore for EdgeStore {
         Ok((hits, next))
     }
 
+    fn dense_vectors(&self, ids: &[u64]) -> Result<Vec<Option<Vec<f32>>>> {
+        let point_ids: Vec<PointId> = ids.iter().map(|&n| PointId::NumId(n)).collect();
+        let records = self
+            .shard
+            .retrieve(&point_ids, Some(WithPayloadInterface::Bool(false)), Some(WithVector::Selector(vec![DENSE.into()])))
+            .map_err(|e| backend(&self.path, e))?;
+        let mut found: std::collections::HashMap<u64, Vec<f32>> = std::collections::HashMap::new();
+        for r in records {
+            if let (PointId::NumId(n), Some(v)) = (r.id, r.get_vector_by_name(DENSE)) {
+                if let Ok(v) = <&[f32]>::try_from(v) {
+                    found.insert(n, v.to_vec());
+                }
+            }
+        }
+        Ok(ids.iter().map(|n| found.remove(n)).collect())
+    }
+
     fn flush(&self) -> Result<()> {
         self.shard.flush();
         Ok(())

@@ -20,6 +20,8 @@ pub trait VectorStore: Send + Sync {
     fn count(&self, filter: &Filter) -> Result<usize>;
     /// Points matching the filter, a page at a time: (points, next offset).
     fn scroll(&self, filter: &Filter, offset: Option<u64>, limit: usize) -> Result<(Vec<Hit>, Option<u64>)>;
+    /// The dense vectors of these points, in the same order (None for an id not stored).
+    fn dense_vectors(&self, ids: &[u64]) -> Result<Vec<Option<Vec<f32>>>>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<()>;
     /// Build indexes after a bulk load.

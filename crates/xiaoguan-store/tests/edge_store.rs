@@ -51,6 +51,19 @@ fn hybrid_search_fuses_dense_and_chinese_bm25() {
 }
 
 #[test]
+fn dense_vectors_come_back_in_request_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = filled(dir.path());
+    let v = s.dense_vectors(&[4, 99, 2]).unwrap();
+    assert_eq!(v.len(), 3);
+    // Cosine vectors are stored normalized.
+    let four = v[0].as_ref().expect("stored");
+    assert!((four[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-4 && (four[1] - four[0]).abs() < 1e-6, "{four:?}");
+    assert!(v[1].is_none(), "an unknown id is None");
+    assert_eq!(v[2].as_deref(), Some(&[0.0, 1.0, 0.0, 0.0][..]));
+}
+
+#[test]
 fn delete_scroll_count_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let s = filled(&dir.path().join("s"));

@@ -1,5 +1,6 @@
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use xiaoguan_kb::definition::{self, KbDefinition};
 use xiaoguan_kb::{IngestOptions, KnowledgeBase, SearchOptions};
 use xiaoguan_models::registry::ModelRegistry;
@@ -40,6 +41,10 @@ pub enum KbCmd {
         batch_docs: usize,
         #[arg(long, short)]
         quiet: bool,
+        /// Embed every document even when another ingested KB already holds its vectors (for
+        /// measuring embedding throughput).
+        #[arg(long)]
+        no_reuse: bool,
     },
     /// Hybrid search (dense + BM25) with citations.
     Search {
@@ -94,6 +99,22 @@ pub fn open(reg: &ModelRegistry, def: &KbDefinition) -> anyhow::Result<Knowledge
     Ok(KnowledgeBase::open(def, &kbs_root(reg), embedder)?)
 }
 
+/// The other ingested KBs with the same embedder, whose stored vectors an ingest may reuse. One
+/// held by another process (a running service) is left out with a note.
+fn open_donors(reg: &ModelRegistry, defs: &[KbDefinition], target: &KbDefinition) -> Vec<Arc<KnowledgeBase>> {
+    let mut donors = Vec::new();
+    for d in defs.iter().filter(|d| d.id != target.id && d.embedder == target.embedder) {
+        if !kbs_root(reg).join(&d.id).join("state.json").exists() {
+            continue;
+        }
+        match open(reg, d) {
+            Ok(kb) => donors.push(Arc::new(kb)),
+            Err(e) => eprintln!("note: not reusing vectors from '{}': {e:#}", d.id),
+        }
+    }
+    donors
+}
+
 pub fn parse_filters(items: &[String]) -> anyhow::Result<Filter> {
     let mut f = Filter::none();
     for item in items {
@@ -132,16 +153,18 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             }
             Ok(())
         }
-        KbCmd::Ingest { ids, batch_docs, quiet } => {
+        KbCmd::Ingest { ids, batch_docs, quiet, no_reuse } => {
             for id in ids {
                 let def = definition::find(&defs, id)?;
                 let kb = open(reg, def)?;
+                let donors = if *no_reuse { Vec::new() } else { open_donors(reg, &defs, def) };
                 let opts = IngestOptions { data_root: paths.data_root(), progress: !quiet, batch_docs: *batch_docs, max_batches: None, uploads_dir: Some(uploads_dir(reg, id)) };
-                let r = kb.ingest(&opts)?;
+                let r = kb.ingest_reusing(&opts, &donors)?;
+                drop(donors);
                 println!(
-                    "{id}: version {}, {} documents ({} added, {} changed, {} unchanged, {} removed), {} chunks embedded, {} chunks in total, {} files skipped, {:.1}s ({:.1} docs/s, {:.1} chunks/s)",
-                    r.version, r.documents, r.added, r.changed, r.unchanged, r.removed, r.chunks_embedded, r.total_chunks,
-                    r.skipped.len(), r.seconds, (r.added + r.changed) as f64 / r.seconds.max(1e-9), r.chunks_embedded as f64 / r.seconds.max(1e-9)
+                    "{id}: version {}, {} documents ({} added, {} changed, {} unchanged, {} removed), {} chunks embedded, {} reused from other KBs, {} chunks in total, {} files skipped, {:.1}s ({:.1} docs/s, {:.1} chunks/s)",
+                    r.version, r.documents, r.added, r.changed, r.unchanged, r.removed, r.chunks_embedded, r.chunks_reused, r.total_chunks,
+                    r.skipped.len(), r.seconds, (r.added + r.changed) as f64 / r.seconds.max(1e-9), (r.chunks_embedded + r.chunks_reused) as f64 / r.seconds.max(1e-9)
                 );
                 for s in &r.skipped {
                     eprintln!("  skipped {}: {}", s.path, s.reason);

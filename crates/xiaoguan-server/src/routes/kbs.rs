@@ -82,7 +82,7 @@ async fn ingest(st: &Arc<AppState>, kb: Arc<KnowledgeBase>) -> Result<xiaoguan_k
 
 fn report(r: &xiaoguan_kb::IngestReport) -> serde_json::Value {
     json!({"version": r.version, "documents": r.documents, "added": r.added, "changed": r.changed, "removed": r.removed,
-           "unchanged": r.unchanged, "chunks_embedded": r.chunks_embedded, "total_chunks": r.total_chunks,
+           "unchanged": r.unchanged, "chunks_embedded": r.chunks_embedded, "chunks_reused": r.chunks_reused, "total_chunks": r.total_chunks,
            "skipped": r.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(), "seconds": r.seconds})
 }
 
