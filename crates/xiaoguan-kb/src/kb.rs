@@ -13,6 +13,8 @@ use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, Hit, HybridQ
 
 pub const KEYWORD_FIELDS: &[&str] = &["doc_id", "doc_hash", "doc_type", "region", "issuer", "doc_no", "kb"];
 pub const INTEGER_FIELDS: &[&str] = &["article_no", "ordinal"];
+/// The version / issue date ("2018-12-29"): "the text as issued by a given day" is a date range.
+pub const DATETIME_FIELDS: &[&str] = &["date"];
 
 pub struct KnowledgeBase {
     pub def: KbDefinition,
@@ -83,6 +85,7 @@ pub fn store_config(dimension: usize) -> EdgeStoreConfig {
         dimension,
         keyword_fields: KEYWORD_FIELDS.iter().map(|s| s.to_string()).collect(),
         integer_fields: INTEGER_FIELDS.iter().map(|s| s.to_string()).collect(),
+        datetime_fields: DATETIME_FIELDS.iter().map(|s| s.to_string()).collect(),
     }
 }
 

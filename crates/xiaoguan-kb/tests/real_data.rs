@@ -100,3 +100,34 @@ keep = ["department", "promised_working_days"]
     assert!(item.text.contains("受理部门：") && item.text.contains("申请材料："), "{}", item.text);
     assert!(item.payload["promised_working_days"].is_number());
 }
+
+/// Two versions of 公司法 in the corpus: the newest answers by default, a date filter gives the
+/// text in force by that day.
+#[test]
+fn a_date_filter_picks_the_version_issued_by_that_day() {
+    let Some(root) = data_root() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let kb_dir = tmp.path().join("def");
+    std::fs::create_dir_all(&kb_dir).unwrap();
+    std::fs::write(
+        kb_dir.join("kb.toml"),
+        "id = \"company\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny\"\n[[sources]]\ninclude = [\"lawrefbook_laws/民法商法/公司法(*.md\"]\ndoc_type = \"law\"\n",
+    )
+    .unwrap();
+    let def = KbDefinition::load(&kb_dir.join("kb.toml")).unwrap();
+    let model = tmp.path().join("model");
+    let facts = fixtures::tiny_embedder_dir(&model).unwrap();
+    let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model, "tiny", &facts).unwrap());
+    let kb = KnowledgeBase::open(&def, &tmp.path().join("kbs"), e).unwrap();
+    let r = kb.ingest(&IngestOptions { data_root: root, progress: false, batch_docs: 8, max_batches: None, uploads_dir: None }).unwrap();
+    assert_eq!(r.documents, 2, "{r:?}");
+    let newest = kb.search("公司法第一条的内容是什么", &SearchOptions::default()).unwrap();
+    assert_eq!((newest[0].via, newest[0].payload["date"].as_str()), ("article", Some("2023-12-29")));
+    let by_2020 = SearchOptions {
+        filter: xiaoguan_store::Filter { all: vec![xiaoguan_store::Condition::DateRange { field: "date".into(), gte: None, lte: Some("2020-01-01".into()) }] },
+        ..Default::default()
+    };
+    let hits = kb.search("公司法第一条的内容是什么", &by_2020).unwrap();
+    assert_eq!((hits[0].article.as_deref(), hits[0].payload["date"].as_str()), (Some("第一条"), Some("2018-10-26")));
+    assert!(hits.iter().all(|h| h.payload["date"] == "2018-10-26"), "no later version passes the filter");
+}

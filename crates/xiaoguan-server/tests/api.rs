@@ -292,6 +292,15 @@ async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
     let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
     assert!(found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")), "{found}");
+    // Range filters: numbers or dates; a malformed one is the caller's error.
+    let (s, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "filters": {"ordinal": {"gte": 0, "lte": 5}}}))).await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert!(!found["hits"].as_array().unwrap().is_empty());
+    for bad in [json!({"date": {"lte": "上个月"}}), json!({"ordinal": {"gte": 0, "lte": "5"}}), json!({"ordinal": {"from": 1}}), json!({"doc_type": ["law"]})] {
+        let (s, r) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "filters": bad}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+        assert!(r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    }
     let (_, info) = call(&env, "GET", "/v1/kbs/kb-a", admin, None).await;
     assert!(info["document_list"].as_array().unwrap().iter().any(|d| d["doc_id"] == "uploads/须知.md"), "{info}");
     // Bad names and types, oversized and unreadable files are refused; nothing is kept.

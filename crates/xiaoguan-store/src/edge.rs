@@ -12,7 +12,7 @@ use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Fusion, Match, Modifier, NamedQuery,
     PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
-    QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest, TokenizerType, UpdateOperation, ValueVariants,
+    DateTimeWrapper, QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest, TokenizerType, UpdateOperation, ValueVariants,
     Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use std::path::{Path, PathBuf};
@@ -27,6 +27,8 @@ pub struct EdgeStoreConfig {
     pub keyword_fields: Vec<String>,
     /// Payload fields filtered by number (get integer indexes).
     pub integer_fields: Vec<String>,
+    /// Payload fields holding dates (get datetime indexes, for date ranges).
+    pub datetime_fields: Vec<String>,
 }
 
 pub struct EdgeStore {
@@ -70,20 +72,26 @@ impl EdgeStore {
             }
         })?;
         let store = Self { path: path.to_path_buf(), shard, bm25: bm25_model(), dimension: config.dimension };
-        if fresh {
-            for (fields, schema) in
-                [(&config.keyword_fields, PayloadSchemaType::Keyword), (&config.integer_fields, PayloadSchemaType::Integer)]
-            {
-                for f in fields {
-                    let field_name = f.as_str().try_into().map_err(|_| StoreError::InvalidRequest(format!("bad field name {f}")))?;
-                    store
-                        .shard
-                        .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
-                            field_name,
-                            field_schema: Some(PayloadFieldSchema::FieldType(schema)),
-                        })))
-                        .map_err(|e| backend(path, e))?;
-                }
+        // Indexes are created on a new store, and on an existing one that predates a field's index.
+        let existing: Vec<String> = if fresh {
+            Vec::new()
+        } else {
+            store.shard.info().payload_schema.keys().map(|k| k.to_string()).collect()
+        };
+        for (fields, schema) in [
+            (&config.keyword_fields, PayloadSchemaType::Keyword),
+            (&config.integer_fields, PayloadSchemaType::Integer),
+            (&config.datetime_fields, PayloadSchemaType::Datetime),
+        ] {
+            for f in fields.iter().filter(|f| !existing.contains(f)) {
+                let field_name = f.as_str().try_into().map_err(|_| StoreError::InvalidRequest(format!("bad field name {f}")))?;
+                store
+                    .shard
+                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name,
+                        field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+                    })))
+                    .map_err(|e| backend(path, e))?;
             }
         }
         Ok(store)
@@ -121,6 +129,15 @@ impl EdgeStore {
                     key(field)?,
                     Range { gte: gte.map(OrderedFloat), lte: lte.map(OrderedFloat), gt: None, lt: None },
                 ))),
+                Condition::DateRange { field, gte, lte } => {
+                    let date = |v: &Option<String>| {
+                        v.as_deref()
+                            .map(|s| s.trim().parse::<DateTimeWrapper>().map_err(|_| StoreError::InvalidRequest(format!("'{s}' is not a date (YYYY-MM-DD)"))))
+                            .transpose()
+                    };
+                    let range = Range { gte: date(gte)?, lte: date(lte)?, gt: None, lt: None };
+                    must.push(qdrant_edge::Condition::Field(FieldCondition::new_datetime_range(key(field)?, range)));
+                }
             }
         }
         Ok(Some(qdrant_edge::Filter {

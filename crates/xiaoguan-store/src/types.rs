@@ -38,6 +38,9 @@ pub enum Condition {
     Ne { field: String, value: Value },
     /// gte <= field <= lte (numbers)
     Range { field: String, gte: Option<f64>, lte: Option<f64> },
+    /// gte <= field <= lte for dates ("2018-12-29" or RFC 3339), e.g. the versions of a statute
+    /// already issued on a given day.
+    DateRange { field: String, gte: Option<String>, lte: Option<String> },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

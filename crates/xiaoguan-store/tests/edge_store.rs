@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, HybridQuery, StoreError, StorePoint, VectorStore};
 
 fn config() -> EdgeStoreConfig {
-    EdgeStoreConfig { dimension: 4, keyword_fields: vec!["doc_id".into(), "doc_type".into()], integer_fields: vec!["article_no".into()] }
+    EdgeStoreConfig { dimension: 4, keyword_fields: vec!["doc_id".into(), "doc_type".into()], integer_fields: vec!["article_no".into()], datetime_fields: vec!["date".into()] }
 }
 
 fn point(id: u64, dense: [f32; 4], text: &str, doc: &str, doc_type: &str, article: u64) -> StorePoint {
@@ -48,6 +48,36 @@ fn hybrid_search_fuses_dense_and_chinese_bm25() {
     let ids: Vec<u64> = s.search(&q).unwrap().iter().map(|h| h.id).collect();
     assert!(ids.iter().all(|i| *i == 2 || *i == 3), "{ids:?}");
     assert_eq!(s.count(&Filter { all: vec![Condition::Ne { field: "doc_id".into(), value: "a".into() }] }).unwrap(), 2);
+}
+
+#[test]
+fn date_ranges_pick_versions_and_bad_dates_are_the_callers_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    // A store created before `date` had an index gets it when reopened.
+    let old = EdgeStoreConfig { datetime_fields: vec![], ..config() };
+    let s = EdgeStore::open(&path, &old).unwrap();
+    let dated = |id: u64, date: &str| {
+        let mut p = point(id, [1.0, 0.0, 0.0, 0.0], "失业保险金的领取期限", "a", "law", 46);
+        p.payload.insert("date".into(), date.into());
+        p
+    };
+    s.upsert(vec![dated(1, "1999-01-22"), dated(2, "2010-10-28"), dated(3, "2018-12-29")]).unwrap();
+    drop(s);
+    let s = EdgeStore::open(&path, &config()).unwrap();
+    let ids = |gte: Option<&str>, lte: Option<&str>| {
+        let mut q = HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "失业保险金", 10);
+        q.filter = Filter { all: vec![Condition::DateRange { field: "date".into(), gte: gte.map(Into::into), lte: lte.map(Into::into) }] };
+        let mut v: Vec<u64> = s.search(&q).unwrap().iter().map(|h| h.id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(None, Some("2015-06-30")), vec![1, 2]);
+    assert_eq!(ids(Some("2010-10-28"), None), vec![2, 3]);
+    assert_eq!(ids(Some("2000-01-01"), Some("2012-12-31")), vec![2]);
+    let mut q = HybridQuery::new(vec![], "失业", 3);
+    q.filter = Filter { all: vec![Condition::DateRange { field: "date".into(), gte: None, lte: Some("去年".into()) }] };
+    assert!(matches!(s.search(&q), Err(StoreError::InvalidRequest(m)) if m.contains("去年")));
 }
 
 #[test]

@@ -107,10 +107,31 @@ pub struct SearchBody {
     pub query: String,
     #[serde(default)]
     pub limit: Option<usize>,
-    /// Payload filters FIELD → VALUE (all must match), e.g. {"doc_type": "law", "article_no": 16}.
+    /// Payload filters (all must match): FIELD → VALUE for an exact match, e.g. {"doc_type": "law",
+    /// "article_no": 16}, or FIELD → {"gte": …, "lte": …} for a range of numbers or dates, e.g.
+    /// {"date": {"lte": "2015-06-30"}} for the versions issued by that day.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub filters: BTreeMap<String, Value>,
+}
+
+fn filter_condition(field: String, v: Value) -> Result<Condition, ApiError> {
+    match v {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(Condition::Eq { field, value: v }),
+        Value::Object(range) if !range.is_empty() && range.keys().all(|k| k == "gte" || k == "lte") => {
+            let (gte, lte) = (range.get("gte"), range.get("lte"));
+            let all_numbers = range.values().all(Value::is_number);
+            if all_numbers {
+                return Ok(Condition::Range { field, gte: gte.and_then(Value::as_f64), lte: lte.and_then(Value::as_f64) });
+            }
+            if range.values().all(Value::is_string) {
+                let s = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
+                return Ok(Condition::DateRange { field, gte: s(gte), lte: s(lte) });
+            }
+            Err(ApiError::bad_request(format!("filter '{field}': a range's bounds must both be numbers or both be dates")))
+        }
+        _ => Err(ApiError::bad_request(format!("filter '{field}' must be a string, number, boolean or {{\"gte\": …, \"lte\": …}}"))),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/search", request_body = SearchBody,
@@ -127,10 +148,7 @@ pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
     }
     let mut filter = Filter::none();
     for (k, v) in body.filters {
-        if !(v.is_string() || v.is_number() || v.is_boolean()) {
-            return Err(ApiError::bad_request(format!("filter '{k}' must be a string, number or boolean")));
-        }
-        filter = filter.and(Condition::Eq { field: k, value: v });
+        filter = filter.and(filter_condition(k, v)?);
     }
     let opts = SearchOptions { limit: body.limit.unwrap_or(5), filter, ..Default::default() };
     let cpu = st.cpu_slot().await?;
