@@ -105,7 +105,7 @@ fn bundle_answers_cite_the_indexed_record() {
     let a = Assistant::new(env.kbs.clone(), None, facts, open_gate()).unwrap();
     let ans = ask(&a, "新生儿出生一件事包括哪些事项？", AnswerMode::Auto);
     assert_eq!(ans.answered_by, AnsweredBy::Facts);
-    assert!(ans.text.contains("出生医学证明、户口登记") && ans.text.contains("卫生健康委"), "{}", ans.text);
+    assert!(ans.text.contains("出生医学证明、户口登记") && ans.text.contains("本地牵头部门：卫生健康委"), "{}", ans.text);
     let c = &ans.citations[0];
     assert_eq!((c.kb.as_str(), c.doc_no.as_deref()), ("guides", Some("国发〔2024〕3号")));
     assert!(c.chunk_id.starts_with("bundles.json#新生儿出生一件事"), "{c:?}");

@@ -19,7 +19,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xiaoguan_models::TextKind;
@@ -184,6 +183,23 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
     Ok((docs, skipped))
 }
 
+/// Where an ingest may find the stored vectors of a document version instead of embedding it.
+pub trait VectorSource {
+    /// The vectors of the document's chunks, in order, when this source holds exactly that
+    /// version (`hash`, `chunks`) embedded by `embedder`. A source is only a shortcut: any
+    /// failure is None, and the document is embedded as usual.
+    fn chunk_vectors(&self, key: &str, hash: &str, chunks: usize, embedder: &str) -> Option<Vec<Vec<f32>>>;
+}
+
+impl VectorSource for KnowledgeBase {
+    fn chunk_vectors(&self, key: &str, hash: &str, chunks: usize, embedder: &str) -> Option<Vec<Vec<f32>>> {
+        self.stored_chunk_vectors(key, hash, chunks, embedder)
+            .inspect_err(|e| tracing::warn!("reusing vectors of {key} from {}: {e}", self.def.id))
+            .ok()
+            .flatten()
+    }
+}
+
 /// Content hash of a document as the knowledge base indexes it (text, metadata, chunking, embedder).
 fn doc_hash(d: &SourceDoc, def: &KbDefinition) -> String {
     let mut h = Sha256::new();
@@ -231,7 +247,7 @@ impl KnowledgeBase {
 
     /// Ingest, taking the vectors of a document from `donors` (other KBs, same embedder) when one
     /// of them holds the same version of it: KBs that share documents embed them once.
-    pub fn ingest_reusing(&self, opts: &IngestOptions, donors: &[Arc<KnowledgeBase>]) -> Result<IngestReport> {
+    pub fn ingest_reusing(&self, opts: &IngestOptions, donors: &[&dyn VectorSource]) -> Result<IngestReport> {
         let started = Instant::now();
         let def = &self.def;
         let (docs, skipped) = collect_documents(def, &opts.data_root, opts.uploads_dir.as_deref())?;
@@ -352,7 +368,7 @@ impl KnowledgeBase {
             self.commit(&state, &state_path)?;
             report.removed = removed.len();
         }
-        if !stopped && (report.chunks_embedded > 0 || report.removed > 0) {
+        if !stopped && (report.chunks_embedded + report.chunks_reused > 0 || report.removed > 0) {
             self.store.optimize()?;
         }
         report.version = state.version;
@@ -362,15 +378,9 @@ impl KnowledgeBase {
         Ok(report)
     }
 
-    fn reusable_vectors(&self, donors: &[Arc<KnowledgeBase>], key: &str, hash: &str, chunks: usize) -> Option<Vec<Vec<f32>>> {
+    fn reusable_vectors(&self, donors: &[&dyn VectorSource], key: &str, hash: &str, chunks: usize) -> Option<Vec<Vec<f32>>> {
         let embedder = self.embedder.model_id();
-        donors.iter().filter(|k| k.def.id != self.def.id).find_map(|k| {
-            // A donor is only a shortcut: a failure there means embedding as usual.
-            k.stored_chunk_vectors(key, hash, chunks, embedder)
-                .inspect_err(|e| tracing::warn!("reusing vectors of {key} from {}: {e}", k.def.id))
-                .ok()
-                .flatten()
-        })
+        donors.iter().find_map(|d| d.chunk_vectors(key, hash, chunks, embedder)).filter(|v| v.iter().all(|x| x.len() == self.embedder.dimension()))
     }
 
     fn commit(&self, state: &crate::state::KbState, path: &Path) -> Result<()> {

@@ -3,13 +3,14 @@
 //! Knows nothing of HTTP.
 
 pub mod definition;
+pub mod filters;
 pub mod ingest;
 pub mod kb;
 pub mod readers;
 pub mod state;
 
 pub use definition::{KbDefinition, SourceSpec};
-pub use ingest::{IngestOptions, IngestReport};
+pub use ingest::{IngestOptions, IngestReport, VectorSource};
 pub use kb::{KnowledgeBase, SearchHit, SearchOptions};
 pub use state::KbState;
 

@@ -207,7 +207,7 @@ fn a_kb_sharing_documents_reuses_their_vectors() {
     laws.sources.truncate(1);
     std::fs::write(env.data.join("laws/社会法/工伤保险条例(2010-12-20).md"), "# 工伤保险条例\n<!-- INFO END -->\n第十七条 改过的条文。\n").unwrap();
     let kb = KnowledgeBase::open(&laws, &env.kbs, env.embedder.clone()).unwrap();
-    let r = kb.ingest_reusing(&opts(&env), &[donor.clone()]).unwrap();
+    let r = kb.ingest_reusing(&opts(&env), &[donor.as_ref()]).unwrap();
     assert_eq!((r.documents, r.chunks_reused, r.chunks_embedded), (2, 3, 1), "the edited law is embedded, the other reused: {r:?}");
     assert_eq!(kb.store().count(&Filter::none()).unwrap(), 4);
 
@@ -224,6 +224,13 @@ fn a_kb_sharing_documents_reuses_their_vectors() {
     for (x, y) in reused.iter().zip(&fresh) {
         assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5));
     }
+    // A donor whose state lists a document its store no longer holds is not used: the document is embedded.
+    donor.store().delete(&Filter::eq("doc_id", key)).unwrap();
+    let mut third = laws.clone();
+    third.id = "laws-third".into();
+    let kb3 = KnowledgeBase::open(&third, &env.kbs, env.embedder.clone()).unwrap();
+    let r3 = kb3.ingest_reusing(&opts(&env), &[donor.as_ref()]).unwrap();
+    assert_eq!((r3.chunks_reused, r3.chunks_embedded), (0, 4), "{r3:?}");
     // Another embedder or version is never taken.
     assert!(donor.stored_chunk_vectors(key, &a.hash, a.chunks, "other-model").unwrap().is_none());
     assert!(donor.stored_chunk_vectors(key, "0000", a.chunks, "tiny").unwrap().is_none());

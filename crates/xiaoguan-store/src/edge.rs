@@ -76,7 +76,7 @@ impl EdgeStore {
         let existing: Vec<String> = if fresh {
             Vec::new()
         } else {
-            store.shard.info().payload_schema.keys().map(|k| k.to_string()).collect()
+            store.indexed_fields()
         };
         for (fields, schema) in [
             (&config.keyword_fields, PayloadSchemaType::Keyword),
@@ -95,6 +95,13 @@ impl EdgeStore {
             }
         }
         Ok(store)
+    }
+
+    /// The payload fields that have an index.
+    pub fn indexed_fields(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shard.info().payload_schema.keys().map(|k| k.to_string()).collect();
+        v.sort();
+        v
     }
 
     pub fn path(&self) -> &Path {
@@ -290,7 +297,7 @@ impl VectorStore for EdgeStore {
                 }
             }
         }
-        Ok(ids.iter().map(|n| found.remove(n)).collect())
+        Ok(ids.iter().map(|n| found.get(n).cloned()).collect())
     }
 
     fn flush(&self) -> Result<()> {

@@ -65,6 +65,7 @@ fn date_ranges_pick_versions_and_bad_dates_are_the_callers_error() {
     s.upsert(vec![dated(1, "1999-01-22"), dated(2, "2010-10-28"), dated(3, "2018-12-29")]).unwrap();
     drop(s);
     let s = EdgeStore::open(&path, &config()).unwrap();
+    assert!(s.indexed_fields().contains(&"date".to_string()), "{:?}", s.indexed_fields());
     let ids = |gte: Option<&str>, lte: Option<&str>| {
         let mut q = HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "失业保险金", 10);
         q.filter = Filter { all: vec![Condition::DateRange { field: "date".into(), gte: gte.map(Into::into), lte: lte.map(Into::into) }] };
@@ -84,8 +85,9 @@ fn date_ranges_pick_versions_and_bad_dates_are_the_callers_error() {
 fn dense_vectors_come_back_in_request_order() {
     let dir = tempfile::tempdir().unwrap();
     let s = filled(dir.path());
-    let v = s.dense_vectors(&[4, 99, 2]).unwrap();
-    assert_eq!(v.len(), 3);
+    let v = s.dense_vectors(&[4, 99, 2, 4]).unwrap();
+    assert_eq!(v.len(), 4);
+    assert_eq!(v[3], v[0], "a repeated id comes back each time");
     // Cosine vectors are stored normalized.
     let four = v[0].as_ref().expect("stored");
     assert!((four[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-4 && (four[1] - four[0]).abs() < 1e-6, "{four:?}");

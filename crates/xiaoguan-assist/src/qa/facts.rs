@@ -164,11 +164,22 @@ impl FactIndex {
         items.sort_by(|a, b| a.doc_id.cmp(&b.doc_id));
         let mut bundle_chunks = std::collections::HashMap::new();
         for kb in kbs {
-            let (page, _) = kb.store().scroll(&Filter::eq("doc_type", "bundle"), None, 1024).map_err(xiaoguan_kb::KbError::from)?;
-            for h in page {
-                let s = |k: &str| h.payload.get(k).and_then(as_string);
-                if let (Some(name), Some(doc_id), Some(chunk_id)) = (s("name"), s("doc_id"), s("chunk_id")) {
+            let committed = kb.state().documents;
+            let mut offset = None;
+            loop {
+                let (page, next) = kb.store().scroll(&Filter::eq("doc_type", "bundle"), offset, 256).map_err(xiaoguan_kb::KbError::from)?;
+                for h in page {
+                    let s = |k: &str| h.payload.get(k).and_then(as_string);
+                    let (Some(name), Some(doc_id), Some(chunk_id)) = (s("name"), s("doc_id"), s("chunk_id")) else { continue };
+                    // Points of an interrupted ingest are not cited.
+                    if committed.get(&doc_id).map(|d| Some(&d.hash)) != Some(s("doc_hash").as_ref()) {
+                        continue;
+                    }
                     bundle_chunks.entry(name).or_insert(IndexedChunk { kb: kb.def.id.clone(), doc_id, chunk_id, doc_no: s("doc_no") });
+                }
+                match next {
+                    Some(n) => offset = Some(n),
+                    None => break,
                 }
             }
         }

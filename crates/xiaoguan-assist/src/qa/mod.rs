@@ -377,7 +377,7 @@ impl Assistant {
                     ),
                     FactMatch::Bundle { bundle, score, .. } => {
                         // Cite the bundle's chunk in a served KB (`one-thing`), else the bundles data.
-                        let indexed = self.facts.bundle_chunks.get(&bundle.name);
+                        let indexed = self.facts.bundle_chunks.get(&bundle.name).filter(|c| kbs.iter().any(|k| k.def.id == c.kb));
                         let fallback_id = format!("bundle:{}", bundle.name);
                         (
                         Citation {

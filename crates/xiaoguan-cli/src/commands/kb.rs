@@ -1,10 +1,11 @@
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use xiaoguan_kb::definition::{self, KbDefinition};
-use xiaoguan_kb::{IngestOptions, KnowledgeBase, SearchOptions};
+use xiaoguan_kb::{IngestOptions, KnowledgeBase, SearchOptions, VectorSource};
 use xiaoguan_models::registry::ModelRegistry;
-use xiaoguan_store::{Condition, Filter};
+use xiaoguan_store::Filter;
 
 #[derive(Args, Debug, Clone)]
 pub struct KbPaths {
@@ -99,41 +100,53 @@ pub fn open(reg: &ModelRegistry, def: &KbDefinition) -> anyhow::Result<Knowledge
     Ok(KnowledgeBase::open(def, &kbs_root(reg), embedder)?)
 }
 
-/// The other ingested KBs with the same embedder, whose stored vectors an ingest may reuse. One
-/// held by another process (a running service) is left out with a note.
-fn open_donors(reg: &ModelRegistry, defs: &[KbDefinition], target: &KbDefinition) -> Vec<Arc<KnowledgeBase>> {
-    let mut donors = Vec::new();
-    for d in defs.iter().filter(|d| d.id != target.id && d.embedder == target.embedder) {
-        if !kbs_root(reg).join(&d.id).join("state.json").exists() {
-            continue;
-        }
-        match open(reg, d) {
-            Ok(kb) => donors.push(Arc::new(kb)),
-            Err(e) => eprintln!("note: not reusing vectors from '{}': {e:#}", d.id),
-        }
-    }
-    donors
+/// The other ingested KBs with the same embedder, as sources of stored vectors. Their committed
+/// states are read up front (no lock); a KB is opened only when it holds a version the ingest
+/// needs, so unrelated KBs stay free for a running service. One held by another process is left
+/// out with a note.
+struct Donors<'a> {
+    reg: &'a ModelRegistry,
+    candidates: Vec<(KbDefinition, xiaoguan_kb::KbState)>,
+    opened: RefCell<HashMap<String, Option<KnowledgeBase>>>,
 }
 
-/// `FIELD=VALUE` (exact), `FIELD>=VALUE` or `FIELD<=VALUE` (a number, or a date such as
-/// `date<=2015-06-30`: the versions issued by that day).
+impl<'a> Donors<'a> {
+    fn new(reg: &'a ModelRegistry, defs: &[KbDefinition], target: &KbDefinition) -> Self {
+        let candidates = defs
+            .iter()
+            .filter(|d| d.id != target.id && d.embedder == target.embedder)
+            .filter_map(|d| xiaoguan_kb::KbState::load(&kbs_root(reg).join(&d.id).join("state.json")).ok().flatten().map(|st| (d.clone(), st)))
+            .collect();
+        Self { reg, candidates, opened: RefCell::new(HashMap::new()) }
+    }
+}
+
+impl VectorSource for Donors<'_> {
+    fn chunk_vectors(&self, key: &str, hash: &str, chunks: usize, embedder: &str) -> Option<Vec<Vec<f32>>> {
+        for (def, state) in &self.candidates {
+            if !state.documents.get(key).is_some_and(|d| d.hash == hash && d.chunks == chunks) {
+                continue;
+            }
+            let mut opened = self.opened.borrow_mut();
+            let kb = opened.entry(def.id.clone()).or_insert_with(|| match open(self.reg, def) {
+                Ok(kb) => Some(kb),
+                Err(e) => {
+                    eprintln!("note: not reusing vectors from '{}': {e:#}", def.id);
+                    None
+                }
+            });
+            if let Some(v) = kb.as_ref().and_then(|kb| kb.chunk_vectors(key, hash, chunks, embedder)) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
 pub fn parse_filters(items: &[String]) -> anyhow::Result<Filter> {
     let mut f = Filter::none();
     for item in items {
-        let bad = || anyhow::anyhow!(xiaoguan_kb::KbError::InvalidQuery(format!("filter '{item}' is not FIELD=VALUE, FIELD>=VALUE or FIELD<=VALUE")));
-        let (k, op, v) = ["<=", ">=", "="].iter().find_map(|op| item.split_once(op).map(|(k, v)| (k.trim(), *op, v.trim()))).ok_or_else(bad)?;
-        if k.is_empty() || v.is_empty() {
-            return Err(bad());
-        }
-        let field = k.to_string();
-        let condition = match (op, v.parse::<f64>()) {
-            ("=", _) => Condition::Eq { field, value: v.parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| serde_json::Value::from(v)) },
-            ("<=", Ok(n)) => Condition::Range { field, gte: None, lte: Some(n) },
-            (">=", Ok(n)) => Condition::Range { field, gte: Some(n), lte: None },
-            ("<=", Err(_)) => Condition::DateRange { field, gte: None, lte: Some(v.to_string()) },
-            (_, Err(_)) => Condition::DateRange { field, gte: Some(v.to_string()), lte: None },
-        };
-        f = f.and(condition);
+        f = f.and(xiaoguan_kb::filters::parse_filter(item)?);
     }
     Ok(f)
 }
@@ -168,14 +181,16 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             for id in ids {
                 let def = definition::find(&defs, id)?;
                 let kb = open(reg, def)?;
-                let donors = if *no_reuse { Vec::new() } else { open_donors(reg, &defs, def) };
+                let donors = Donors::new(reg, &defs, def);
+                let sources: Vec<&dyn VectorSource> = if *no_reuse { Vec::new() } else { vec![&donors] };
                 let opts = IngestOptions { data_root: paths.data_root(), progress: !quiet, batch_docs: *batch_docs, max_batches: None, uploads_dir: Some(uploads_dir(reg, id)) };
-                let r = kb.ingest_reusing(&opts, &donors)?;
+                let r = kb.ingest_reusing(&opts, &sources)?;
                 drop(donors);
+                let secs = r.seconds.max(1e-9);
                 println!(
-                    "{id}: version {}, {} documents ({} added, {} changed, {} unchanged, {} removed), {} chunks embedded, {} reused from other KBs, {} chunks in total, {} files skipped, {:.1}s ({:.1} docs/s, {:.1} chunks/s)",
+                    "{id}: version {}, {} documents ({} added, {} changed, {} unchanged, {} removed), {} chunks embedded, {} reused from other KBs, {} chunks in total, {} files skipped, {:.1}s ({:.1} docs/s, {:.1} chunks/s, {:.1} embedded/s)",
                     r.version, r.documents, r.added, r.changed, r.unchanged, r.removed, r.chunks_embedded, r.chunks_reused, r.total_chunks,
-                    r.skipped.len(), r.seconds, (r.added + r.changed) as f64 / r.seconds.max(1e-9), (r.chunks_embedded + r.chunks_reused) as f64 / r.seconds.max(1e-9)
+                    r.skipped.len(), r.seconds, (r.added + r.changed) as f64 / secs, (r.chunks_embedded + r.chunks_reused) as f64 / secs, r.chunks_embedded as f64 / secs
                 );
                 for s in &r.skipped {
                     eprintln!("  skipped {}: {}", s.path, s.reason);
@@ -333,20 +348,7 @@ pub fn text_matches(chunk: &str, expected: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_filters, text_matches};
-    use xiaoguan_store::Condition;
-
-    #[test]
-    fn filters_exact_numeric_and_date() {
-        let f = parse_filters(&["doc_type=law".into(), "article_no>=10".into(), "date<=2015-06-30".into()]).unwrap();
-        assert_eq!(f.all[0], Condition::Eq { field: "doc_type".into(), value: "law".into() });
-        assert_eq!(f.all[1], Condition::Range { field: "article_no".into(), gte: Some(10.0), lte: None });
-        assert_eq!(f.all[2], Condition::DateRange { field: "date".into(), gte: None, lte: Some("2015-06-30".into()) });
-        for bad in ["doc_type", "=law", "date<="] {
-            let e = parse_filters(&[bad.into()]).unwrap_err().to_string();
-            assert!(e.contains(bad), "{e}");
-        }
-    }
+    use super::text_matches;
 
     #[test]
     fn answer_matching() {

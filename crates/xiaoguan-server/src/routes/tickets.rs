@@ -118,17 +118,8 @@ pub struct SearchBody {
 fn filter_condition(field: String, v: Value) -> Result<Condition, ApiError> {
     match v {
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(Condition::Eq { field, value: v }),
-        Value::Object(range) if !range.is_empty() && range.keys().all(|k| k == "gte" || k == "lte") => {
-            let (gte, lte) = (range.get("gte"), range.get("lte"));
-            let all_numbers = range.values().all(Value::is_number);
-            if all_numbers {
-                return Ok(Condition::Range { field, gte: gte.and_then(Value::as_f64), lte: lte.and_then(Value::as_f64) });
-            }
-            if range.values().all(Value::is_string) {
-                let s = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
-                return Ok(Condition::DateRange { field, gte: s(gte), lte: s(lte) });
-            }
-            Err(ApiError::bad_request(format!("filter '{field}': a range's bounds must both be numbers or both be dates")))
+        Value::Object(range) if range.keys().all(|k| k == "gte" || k == "lte") => {
+            Ok(xiaoguan_kb::filters::range_condition(&field, range.get("gte"), range.get("lte"))?)
         }
         _ => Err(ApiError::bad_request(format!("filter '{field}' must be a string, number, boolean or {{\"gte\": …, \"lte\": …}}"))),
     }
