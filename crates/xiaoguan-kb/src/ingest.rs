@@ -348,6 +348,13 @@ impl KnowledgeBase {
             self.store.flush()?;
             state.pending.clear();
             self.commit(&state, &state_path)?;
+            if opts.progress && bar.is_hidden() {
+                // No terminal (a log file, CI): one line per committed batch instead of the bar.
+                let done = bar.position();
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let eta = (total_chunks as u64).saturating_sub(done) as f64 / rate.max(1e-9);
+                eprintln!("ingest {}: {done}/{total_chunks} chunks committed, {rate:.1} chunks/s, about {:.0} min left", def.id, eta / 60.0);
+            }
         }
         bar.finish_and_clear();
 
