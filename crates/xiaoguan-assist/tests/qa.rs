@@ -109,6 +109,9 @@ fn bundle_answers_cite_the_indexed_record() {
     let c = &ans.citations[0];
     assert_eq!((c.kb.as_str(), c.doc_no.as_deref()), ("guides", Some("国发〔2024〕3号")));
     assert!(c.chunk_id.starts_with("bundles.json#新生儿出生一件事"), "{c:?}");
+    // Scoped away from the KB indexing it, the answer does not cite that KB.
+    let scoped = a.ask(&AskRequest { question: "新生儿出生一件事包括哪些事项？".into(), kbs: Some(vec!["faq".into()]), ..Default::default() }, &mut |_| true).unwrap();
+    assert_eq!((scoped.answered_by, scoped.citations[0].kb.as_str()), (AnsweredBy::Facts, "dispatch-rules"));
     // Without a KB indexing it, the answer cites the bundles data itself.
     let bare = Assistant::new(env.kbs.clone(), None, FactIndex { bundles, ..Default::default() }, open_gate()).unwrap();
     let ans = ask(&bare, "新生儿出生一件事包括哪些事项？", AnswerMode::Auto);

@@ -379,8 +379,7 @@ impl Assistant {
                         // Cite the bundle's chunk in a served KB (`one-thing`), else the bundles data.
                         let indexed = self.facts.bundle_chunks.get(&bundle.name).filter(|c| kbs.iter().any(|k| k.def.id == c.kb));
                         let fallback_id = format!("bundle:{}", bundle.name);
-                        (
-                        Citation {
+                        let cite = Citation {
                             index: 1,
                             kb: indexed.map_or_else(|| "dispatch-rules".into(), |c| c.kb.clone()),
                             title: bundle.name.clone(),
@@ -391,10 +390,9 @@ impl Assistant {
                             chunk_id: indexed.map_or(fallback_id, |c| c.chunk_id.clone()),
                             score: *score,
                             similarity: None,
-                            text: format!("牵头部门：{}；事项：{}", bundle.lead, bundle.items.join("、")),
-                        },
-                        *score,
-                    )
+                            text: format!("本地牵头部门：{}；事项：{}", bundle.lead, bundle.items.join("、")),
+                        };
+                        (cite, *score)
                     }
                 };
                 answer.citations.push(cite);
