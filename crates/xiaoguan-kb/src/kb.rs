@@ -157,6 +157,13 @@ impl KnowledgeBase {
         if opts.limit == 0 || opts.limit > 200 {
             return Err(KbError::InvalidQuery(format!("limit must be 1..=200, got {}", opts.limit)));
         }
+        let weight_ok = |w: f32| w.is_finite() && (0.0..=100.0).contains(&w);
+        if !weight_ok(opts.dense_weight) || !weight_ok(opts.bm25_weight) || opts.dense_weight + opts.bm25_weight == 0.0 {
+            return Err(KbError::InvalidQuery(format!(
+                "fusion weights must be 0..=100 and not both 0, got dense {} and BM25 {}",
+                opts.dense_weight, opts.bm25_weight
+            )));
+        }
         // Read-locked, not cloned: the committed state can hold thousands of documents.
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if state.documents.is_empty() {

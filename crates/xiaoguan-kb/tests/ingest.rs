@@ -144,6 +144,14 @@ fn article_questions_hit_the_exact_article_and_filters_apply() {
     let faq_only = SearchOptions { filter: Filter::eq("doc_type", "faq"), article_lookup: false, ..Default::default() };
     let hits = kb.search("社保卡", &faq_only).unwrap();
     assert!(!hits.is_empty() && hits.iter().all(|h| h.payload["doc_type"] == "faq"));
+    // Fusion weights: BM25 alone finds the exact term; a switched-off pair or a negative weight is refused.
+    let bm25_only = SearchOptions { dense_weight: 0.0, article_lookup: false, ..Default::default() };
+    let hits = kb.search("工伤认定申请", &bm25_only).unwrap();
+    assert_eq!(hits[0].title, "工伤保险条例", "{hits:?}");
+    for (d, b) in [(0.0, 0.0), (-1.0, 1.0), (f32::NAN, 1.0)] {
+        let e = kb.search("工伤", &SearchOptions { dense_weight: d, bm25_weight: b, ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("fusion weights"), "{e}");
+    }
     assert!(kb.search("  ", &SearchOptions::default()).is_err());
     assert!(kb.search("x", &SearchOptions { limit: 0, ..Default::default() }).is_err());
 }

@@ -308,6 +308,13 @@ async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
         assert!(r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
     }
+    for (dw, bw) in [(0.0, 0.0), (-1.0, 1.0), (1.0, 1000.0)] {
+        let (s, r) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "dense_weight": dw, "bm25_weight": bw}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{dw} {bw}: {r}");
+    }
+    let (s, bm25_only) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "dense_weight": 0.0}))).await;
+    assert_eq!(s, StatusCode::OK, "{bm25_only}");
+    assert!(bm25_only["hits"][0]["text"].as_str().unwrap().contains("青鸟计划"), "{bm25_only}");
     let (_, info) = call(&env, "GET", "/v1/kbs/kb-a", admin, None).await;
     assert!(info["document_list"].as_array().unwrap().iter().any(|d| d["doc_id"] == "uploads/须知.md"), "{info}");
     // Bad names and types, oversized and unreadable files are refused; nothing is kept.

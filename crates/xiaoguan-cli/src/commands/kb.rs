@@ -53,9 +53,12 @@ pub enum KbCmd {
         query: String,
         #[arg(long, short = 'k', default_value_t = 5)]
         limit: usize,
-        /// Payload filter FIELD=VALUE (repeatable), e.g. --filter doc_type=law --filter article_no=16
+        /// Payload filter (repeatable): FIELD=VALUE, FIELD>=VALUE or FIELD<=VALUE, e.g.
+        /// --filter doc_type=law --filter article_no=16 --filter date<=2015-06-30
         #[arg(long = "filter")]
         filters: Vec<String>,
+        #[command(flatten)]
+        fusion: Fusion,
         #[arg(long)]
         json: bool,
     },
@@ -79,6 +82,8 @@ pub enum KbCmd {
         /// Plain hybrid search only (no title + article-number lookup).
         #[arg(long)]
         no_article_lookup: bool,
+        #[command(flatten)]
+        fusion: Fusion,
     },
     /// Version, documents, chunks, disk use.
     Stats { id: String },
@@ -98,6 +103,17 @@ pub fn uploads_dir(reg: &ModelRegistry, id: &str) -> PathBuf {
 pub fn open(reg: &ModelRegistry, def: &KbDefinition) -> anyhow::Result<KnowledgeBase> {
     let embedder = reg.embedder(&def.embedder)?;
     Ok(KnowledgeBase::open(def, &kbs_root(reg), embedder)?)
+}
+
+/// Weights of the dense and BM25 legs in the reciprocal-rank fusion (0 switches a leg off).
+#[derive(Args, Debug, Clone)]
+pub struct Fusion {
+    /// Weight of the dense (e5) leg.
+    #[arg(long, default_value_t = 1.0)]
+    dense_weight: f32,
+    /// Weight of the BM25 leg.
+    #[arg(long, default_value_t = 1.0)]
+    bm25_weight: f32,
 }
 
 /// The other ingested KBs with the same embedder, as sources of stored vectors. Their committed
@@ -198,10 +214,10 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             }
             Ok(())
         }
-        KbCmd::Search { id, query, limit, filters, json } => {
+        KbCmd::Search { id, query, limit, filters, fusion, json } => {
             let def = definition::find(&defs, id)?;
             let kb = open(reg, def)?;
-            let opts = SearchOptions { limit: *limit, filter: parse_filters(filters)?, ..Default::default() };
+            let opts = SearchOptions { limit: *limit, filter: parse_filters(filters)?, dense_weight: fusion.dense_weight, bm25_weight: fusion.bm25_weight, ..Default::default() };
             let started = std::time::Instant::now();
             let hits = kb.search(query, &opts)?;
             if *json {
@@ -217,7 +233,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             eprintln!("{} hits in {:.0} ms", hits.len(), started.elapsed().as_secs_f64() * 1e3);
             Ok(())
         }
-        KbCmd::Recall { id, file, question_field, answer_field, strip_prefix, k, out, no_article_lookup } => {
+        KbCmd::Recall { id, file, question_field, answer_field, strip_prefix, k, out, no_article_lookup, fusion } => {
             let def = definition::find(&defs, id)?;
             let kb = open(reg, def)?;
             let rows = read_rows(file)?;
@@ -235,7 +251,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
                 let dense = kb.embedder().embed(&[q.trim()], xiaoguan_models::TextKind::Query)?.pop().unwrap_or_default();
                 embed_ms.push(started.elapsed().as_secs_f64() * 1e3);
                 let started = std::time::Instant::now();
-                let hits = kb.search_embedded(q, &dense, &SearchOptions { limit: *k, article_lookup: !no_article_lookup, ..Default::default() })?;
+                let hits = kb.search_embedded(q, &dense, &SearchOptions { limit: *k, article_lookup: !no_article_lookup, dense_weight: fusion.dense_weight, bm25_weight: fusion.bm25_weight, ..Default::default() })?;
                 search_ms.push(started.elapsed().as_secs_f64() * 1e3);
                 let rank = hits.iter().position(|h| text_matches(&h.text, expected));
                 if rank == Some(0) {

@@ -113,6 +113,11 @@ pub struct SearchBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub filters: BTreeMap<String, Value>,
+    /// Weights of the dense and BM25 legs in the rank fusion (default 1 and 1; 0 switches a leg off).
+    #[serde(default)]
+    pub dense_weight: Option<f32>,
+    #[serde(default)]
+    pub bm25_weight: Option<f32>,
 }
 
 fn filter_condition(field: String, v: Value) -> Result<Condition, ApiError> {
@@ -141,7 +146,13 @@ pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
     for (k, v) in body.filters {
         filter = filter.and(filter_condition(k, v)?);
     }
-    let opts = SearchOptions { limit: body.limit.unwrap_or(5), filter, ..Default::default() };
+    let opts = SearchOptions {
+        limit: body.limit.unwrap_or(5),
+        filter,
+        dense_weight: body.dense_weight.unwrap_or(1.0),
+        bm25_weight: body.bm25_weight.unwrap_or(1.0),
+        ..Default::default()
+    };
     let cpu = st.cpu_slot().await?;
     let hits = blocking(move || {
         let _permit = cpu;
