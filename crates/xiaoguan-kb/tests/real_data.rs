@@ -50,14 +50,24 @@ fn reads_the_tangshan_pdf_and_xlsx() {
     assert!(first.contains('：'), "header names are kept with values: {first}");
 }
 
+/// A KB over the real data with the tiny embedder, from a kb.toml written by the test.
+fn tiny_kb(tmp: &Path, kb_toml: &str) -> KnowledgeBase {
+    let kb_dir = tmp.join("def");
+    std::fs::create_dir_all(&kb_dir).unwrap();
+    std::fs::write(kb_dir.join("kb.toml"), kb_toml).unwrap();
+    let def = KbDefinition::load(&kb_dir.join("kb.toml")).unwrap();
+    let model = tmp.join("model");
+    let facts = fixtures::tiny_embedder_dir(&model).unwrap();
+    let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model, "tiny", &facts).unwrap());
+    KnowledgeBase::open(&def, &tmp.join("kbs"), e).unwrap()
+}
+
 #[test]
 fn statute_articles_and_approval_items_from_real_data() {
     let Some(root) = data_root() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kb_dir = tmp.path().join("def");
-    std::fs::create_dir_all(&kb_dir).unwrap();
-    std::fs::write(
-        kb_dir.join("kb.toml"),
+    let kb = tiny_kb(
+        tmp.path(),
         r#"
 id = "real"
 title = "real"
@@ -77,13 +87,7 @@ title = "{item}"
 text = [{ field = "item", label = "事项名称" }, { field = "department", label = "受理部门" }, { field = "promised_working_days", label = "承诺办理时限（工作日）" }, { field = "materials", label = "申请材料" }]
 keep = ["department", "promised_working_days"]
 "#,
-    )
-    .unwrap();
-    let def = KbDefinition::load(&kb_dir.join("kb.toml")).unwrap();
-    let model = tmp.path().join("model");
-    let facts = fixtures::tiny_embedder_dir(&model).unwrap();
-    let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model, "tiny", &facts).unwrap());
-    let kb = KnowledgeBase::open(&def, &tmp.path().join("kbs"), e).unwrap();
+    );
     let r = kb.ingest(&IngestOptions { data_root: root, progress: false, batch_docs: 64, max_batches: None, uploads_dir: None }).unwrap();
     assert_eq!(r.skipped.len(), 0, "{:?}", r.skipped);
     assert!(r.documents >= 61, "{r:?}");
@@ -107,18 +111,10 @@ keep = ["department", "promised_working_days"]
 fn a_date_filter_picks_the_version_issued_by_that_day() {
     let Some(root) = data_root() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let kb_dir = tmp.path().join("def");
-    std::fs::create_dir_all(&kb_dir).unwrap();
-    std::fs::write(
-        kb_dir.join("kb.toml"),
+    let kb = tiny_kb(
+        tmp.path(),
         "id = \"company\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny\"\n[[sources]]\ninclude = [\"lawrefbook_laws/民法商法/公司法(*.md\"]\ndoc_type = \"law\"\n",
-    )
-    .unwrap();
-    let def = KbDefinition::load(&kb_dir.join("kb.toml")).unwrap();
-    let model = tmp.path().join("model");
-    let facts = fixtures::tiny_embedder_dir(&model).unwrap();
-    let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&model, "tiny", &facts).unwrap());
-    let kb = KnowledgeBase::open(&def, &tmp.path().join("kbs"), e).unwrap();
+    );
     let r = kb.ingest(&IngestOptions { data_root: root, progress: false, batch_docs: 8, max_batches: None, uploads_dir: None }).unwrap();
     assert_eq!(r.documents, 2, "{r:?}");
     let newest = kb.search("公司法第一条的内容是什么", &SearchOptions::default()).unwrap();
