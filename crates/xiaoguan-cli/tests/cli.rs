@@ -181,3 +181,65 @@ fn ticket_assist_works_without_models_or_kbs() {
     let (code, _, _) = in_repo(home.path(), &["keys", "new", "--id", "a", "--role", "agent"], None);
     assert_eq!(code, 0);
 }
+
+/// A private home sharing the pulled models (read-only), or None when e5 is not pulled (an error
+/// under XIAOGUAN_REQUIRE_MODELS=1, which the test command sets).
+fn home_with_models() -> Option<tempfile::TempDir> {
+    let shared = std::env::var_os("XIAOGUAN_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/xiaoguan")
+    });
+    if !shared.join("models/e5-small").is_dir() {
+        assert_ne!(std::env::var("XIAOGUAN_REQUIRE_MODELS").as_deref(), Ok("1"), "e5-small is not pulled");
+        eprintln!("skipped: e5-small is not pulled");
+        return None;
+    }
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(shared.join("models"), home.path().join("models")).unwrap();
+    Some(home)
+}
+
+#[test]
+fn kb_ingest_stats_search_filters_and_reuse_with_the_real_embedder() {
+    let Some(home) = home_with_models() else { return };
+    let (code, out, err) = kb_cmd(home.path(), &["ingest", "one-thing", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("12 chunks embedded, 0 reused"), "{out}");
+    let (code, out, err) = kb_cmd(home.path(), &["stats", "one-thing"]);
+    assert_eq!(code, 0, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["points_by_doc_type"]["bundle"], 12, "{stats}");
+
+    let (code, out, err) = kb_cmd(home.path(), &["search", "one-thing", "个体户想转成公司怎么办", "-k", "1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(hits[0]["title"], "个体工商户转型为企业一件事", "{hits}");
+    let (code, out, err) = kb_cmd(home.path(), &["search", "one-thing", "退休", "--filter", "doc_no=国发〔2024〕3号", "--bm25-weight", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(hits.as_array().unwrap().iter().all(|h| h["doc_no"] == "国发〔2024〕3号"), "{hits}");
+    for bad in [["--filter", "date<=明年"], ["--filter", "doc_type"], ["--dense-weight", "-1"]] {
+        let (code, _, err) = kb_cmd(home.path(), &["search", "one-thing", "退休", bad[0], bad[1]]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+
+    // A second KB over the same file takes the stored vectors instead of embedding again.
+    let defs = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../knowledge-bases/one-thing");
+    for id in ["one-thing", "one-thing-copy"] {
+        std::fs::create_dir_all(defs.path().join(id)).unwrap();
+        std::fs::copy(src.join("bundles.json"), defs.path().join(id).join("bundles.json")).unwrap();
+        let toml = std::fs::read_to_string(src.join("kb.toml")).unwrap().replace("id = \"one-thing\"", &format!("id = \"{id}\""));
+        std::fs::write(defs.path().join(id).join("kb.toml"), toml).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_xiaoguan"))
+        .args(["kb", "ingest", "one-thing-copy", "--quiet", "--kb-dir"])
+        .arg(defs.path())
+        .env("XIAOGUAN_HOME", home.path())
+        .env_remove("XIAOGUAN_MODELS_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The definitions differ only in id: same document keys and hashes, so every chunk is reused.
+    assert!(text.contains("0 chunks embedded, 12 reused"), "{text}");
+}

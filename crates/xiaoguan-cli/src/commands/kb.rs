@@ -283,7 +283,12 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             let s = kb.state();
             let points = kb.store().count(&Filter::none())?;
             let mut by_type = std::collections::BTreeMap::new();
-            for t in ["law", "policy", "faq", "approval-item", "guide"] {
+            // The definition's document types, and files uploaded through the service.
+            let mut types: Vec<&str> = def.sources.iter().map(|s| s.doc_type.as_str()).collect();
+            types.push("upload");
+            types.sort_unstable();
+            types.dedup();
+            for t in types {
                 let n = kb.store().count(&Filter::eq("doc_type", t))?;
                 if n > 0 {
                     by_type.insert(t, n);
