@@ -120,8 +120,7 @@ impl KnowledgeBase {
             return Ok(None);
         }
         let ids: Vec<u64> = (0..chunks).map(|i| crate::ingest::point_id(&self.def.id, key, hash, i)).collect();
-        let vectors: Option<Vec<Vec<f32>>> = self.store.dense_vectors(&ids)?.into_iter().collect();
-        Ok(vectors.filter(|v| v.iter().all(|x| x.len() == self.embedder.dimension())))
+        Ok(self.store.dense_vectors(&ids)?.into_iter().collect())
     }
 
     /// The committed version (without cloning the document list).
@@ -139,12 +138,17 @@ impl KnowledgeBase {
 
     /// Hybrid search over committed chunks, with the article lookup for "…第N条" questions.
     pub fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let dense = self.embed_query(query)?;
+        self.search_embedded(query, &dense, opts)
+    }
+
+    /// The query's embedding by this KB's embedder (what `search` does before `search_embedded`).
+    pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
         let query = query.trim();
         if query.is_empty() {
             return Err(KbError::InvalidQuery("the query is empty".into()));
         }
-        let dense = self.embedder.embed(&[query], TextKind::Query)?.pop().unwrap_or_default();
-        self.search_embedded(query, &dense, opts)
+        Ok(self.embedder.embed(&[query], TextKind::Query)?.pop().unwrap_or_default())
     }
 
     /// `search` with the query already embedded (by this KB's embedder): one embedding serves

@@ -73,11 +73,7 @@ impl EdgeStore {
         })?;
         let store = Self { path: path.to_path_buf(), shard, bm25: bm25_model(), dimension: config.dimension };
         // Indexes are created on a new store, and on an existing one that predates a field's index.
-        let existing: Vec<String> = if fresh {
-            Vec::new()
-        } else {
-            store.indexed_fields()
-        };
+        let existing = store.indexed_fields();
         for (fields, schema) in [
             (&config.keyword_fields, PayloadSchemaType::Keyword),
             (&config.integer_fields, PayloadSchemaType::Integer),

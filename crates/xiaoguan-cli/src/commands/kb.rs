@@ -248,7 +248,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
                 let a = row.get(answer_field).and_then(|v| v.as_str()).unwrap_or_default();
                 let expected = a.strip_prefix(strip_prefix.as_str()).unwrap_or(a);
                 let started = std::time::Instant::now();
-                let dense = kb.embedder().embed(&[q.trim()], xiaoguan_models::TextKind::Query)?.pop().unwrap_or_default();
+                let dense = kb.embed_query(q)?;
                 embed_ms.push(started.elapsed().as_secs_f64() * 1e3);
                 let started = std::time::Instant::now();
                 let hits = kb.search_embedded(q, &dense, &SearchOptions { limit: *k, article_lookup: !no_article_lookup, dense_weight: fusion.dense_weight, bm25_weight: fusion.bm25_weight, ..Default::default() })?;
