@@ -14,7 +14,7 @@ XG="$CARGO_TARGET_DIR/debug/xiaoguan"
 export XIAOGUAN_REQUIRE_MODELS=1   # real-model tests fail (not skip) when the models are missing
 LOG="$(mktemp)"
 set +e
-cargo test --workspace 2>&1 | tee "$LOG"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$LOG"
 STATUS=${PIPESTATUS[0]}
 EXTRA_PASS=0
 EXTRA_FAIL=0

@@ -15,7 +15,10 @@ use qdrant_edge::{
     DateTimeWrapper, QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest, TokenizerType, UpdateOperation, ValueVariants,
     Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 const DENSE: &str = "dense";
 const SPARSE: &str = "bm25";
@@ -33,7 +36,11 @@ pub struct EdgeStoreConfig {
 
 pub struct EdgeStore {
     path: PathBuf,
-    shard: EdgeShard,
+    // Dropped by hand (see `Drop`): qdrant-edge's own drop flushes and panics when that fails.
+    shard: ManuallyDrop<EdgeShard>,
+    // qdrant-edge's flush `try_lock`s the WAL and panics when an update holds it: every write
+    // (upsert, delete, index, flush, optimize) goes through this one gate.
+    writes: Mutex<()>,
     bm25: EdgeBm25,
     dimension: usize,
 }
@@ -71,7 +78,7 @@ impl EdgeStore {
                 backend(path, msg)
             }
         })?;
-        let store = Self { path: path.to_path_buf(), shard, bm25: bm25_model(), dimension: config.dimension };
+        let store = Self { path: path.to_path_buf(), shard: ManuallyDrop::new(shard), writes: Mutex::new(()), bm25: bm25_model(), dimension: config.dimension };
         // Indexes are created on a new store, and on an existing one that predates a field's index.
         let existing = store.indexed_fields();
         for (fields, schema) in [
@@ -81,6 +88,7 @@ impl EdgeStore {
         ] {
             for f in fields.iter().filter(|f| !existing.contains(f)) {
                 let field_name = f.as_str().try_into().map_err(|_| StoreError::InvalidRequest(format!("bad field name {f}")))?;
+                let _gate = store.write_gate();
                 store
                     .shard
                     .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
@@ -102,6 +110,20 @@ impl EdgeStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn write_gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The gate guards no data: a panic while it was held leaves nothing to repair.
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// qdrant-edge's flush panics (on `expect`) when the disk write fails; that becomes an error.
+    fn flush_shard(&self) -> Result<()> {
+        let _gate = self.write_gate();
+        catch_unwind(AssertUnwindSafe(|| self.shard.flush())).map_err(|panic| {
+            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            backend(&self.path, format!("flush failed: {}", why.unwrap_or_else(|| "unknown reason".into())))
+        })
     }
 
     fn convert_filter(&self, filter: &Filter) -> Result<Option<qdrant_edge::Filter>> {
@@ -174,6 +196,7 @@ impl VectorStore for EdgeStore {
             let vectors = Vectors::new_named([(DENSE, Vector::new_dense(p.dense)), (SPARSE, Vector::from(sparse))]);
             list.push(PointStruct::new(p.id, vectors, Value::Object(p.payload.into_iter().collect())).into());
         }
+        let _gate = self.write_gate();
         self.shard
             .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(list))))
             .map_err(|e| backend(&self.path, e))
@@ -183,6 +206,7 @@ impl VectorStore for EdgeStore {
         let Some(f) = self.convert_filter(filter)? else {
             return Err(StoreError::InvalidRequest("refusing to delete with an empty filter".into()));
         };
+        let _gate = self.write_gate();
         self.shard
             .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(f)))
             .map_err(|e| backend(&self.path, e))
@@ -297,17 +321,35 @@ impl VectorStore for EdgeStore {
     }
 
     fn flush(&self) -> Result<()> {
-        self.shard.flush();
-        Ok(())
+        self.flush_shard()
     }
 
     fn optimize(&self) -> Result<()> {
+        let _gate = self.write_gate();
         self.shard.optimize().map(|_| ()).map_err(|e| backend(&self.path, e))
     }
 
     fn snapshot(&self, dest: &Path) -> Result<()> {
         self.flush()?;
         copy_dir(&self.path, dest)
+    }
+}
+
+impl Drop for EdgeStore {
+    fn drop(&mut self) {
+        // The WAL already holds every update (a store reopened without a flush replays it), so
+        // a flush that cannot happen is skipped rather than allowed to panic: a panic here
+        // while unwinding aborts the process. Cases: the folder was removed underneath the
+        // store (`kb remove` from another process, a test's temporary folder), the thread is
+        // already panicking, or the disk write fails. The shard is then leaked, not dropped,
+        // because its own drop flushes again.
+        let flushed = self.path.join("edge_config.json").exists() && !std::thread::panicking() && self.flush_shard().is_ok();
+        if flushed {
+            // SAFETY: the shard is not used again; `drop` runs once.
+            unsafe { ManuallyDrop::drop(&mut self.shard) };
+        } else {
+            tracing::warn!(path = %self.path.display(), "store closed without a final flush (its WAL keeps the updates)");
+        }
     }
 }
 

@@ -134,3 +134,43 @@ fn bad_requests_are_the_callers_error_and_a_second_opener_is_refused() {
     let second = EdgeStore::open(dir.path(), &config());
     assert!(matches!(second, Err(StoreError::Locked { .. })), "{:?}", second.err());
 }
+
+#[test]
+fn concurrent_writers_and_flushes_do_not_collide() {
+    // qdrant-edge's flush panics when an update holds its WAL: the store serializes writes.
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(EdgeStore::open(dir.path(), &config()).unwrap());
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u64 {
+                    let id = w * 1000 + i;
+                    s.upsert(vec![point(id, [1.0, w as f32, i as f32, 0.0], "失业保险金的领取期限", "d", "law", i)]).unwrap();
+                    s.flush().unwrap();
+                    s.search(&HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "失业保险", 3)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a writer panicked");
+    }
+    assert_eq!(s.count(&Filter::eq("doc_id", "d")).unwrap(), 160);
+}
+
+#[test]
+fn a_store_whose_folder_is_gone_closes_without_a_panic() {
+    // A store outliving its folder (a temporary folder removed first, `kb remove` from another
+    // process) must close quietly: qdrant-edge's own drop would panic on the failed flush.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let s = filled(&path);
+    std::fs::remove_dir_all(&path).unwrap();
+    assert!(std::thread::spawn(move || drop(s)).join().is_ok(), "dropping the store panicked");
+    // A flush that fails is an error, not a panic.
+    let s = filled(&dir.path().join("t"));
+    std::fs::remove_dir_all(dir.path().join("t")).unwrap();
+    let flushed = std::thread::spawn(move || s.flush().is_ok()).join();
+    assert!(flushed.is_ok(), "flush panicked instead of returning an error");
+}

@@ -123,11 +123,15 @@ async fn start(st: &Arc<AppState>, key_id: String, mut req: AskRequest) -> Resul
         deadline_cancel.store(true, Ordering::SeqCst);
     });
     tokio::task::spawn_blocking(move || {
-        let _permits = (gen_permit, cpu_permit);
+        let permits = (gen_permit, cpu_permit);
         // Stop the request's timer when the answer is done (else it sleeps out the full timeout).
-        let _deadline = AbortOnDrop(deadline);
+        let deadline = AbortOnDrop(deadline);
         let text_tx = tx.clone();
         let result = assistant.ask(&req, &mut |t| text_tx.blocking_send(Piece::Text(t.to_string())).is_ok());
+        // Let go of the slots and the assistant before the caller hears the answer: a caller
+        // that then shuts down must not find this thread holding the last reference to the
+        // knowledge bases (their stores would be closed here, after the caller moved on).
+        drop((permits, deadline, assistant));
         let _ = match result {
             Ok(a) => {
                 audit(&key_id, &a);
