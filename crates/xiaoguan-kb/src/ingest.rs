@@ -60,6 +60,17 @@ pub struct IngestReport {
 pub struct Skipped {
     pub path: String,
     pub reason: String,
+    /// The key of the file (or folder) that could not be read: the documents it held stay
+    /// indexed as they were, rather than being taken for removed.
+    #[serde(skip)]
+    pub key: String,
+}
+
+impl Skipped {
+    /// Whether the document `key` came from this file (records add `#id`) or folder.
+    fn covers(&self, key: &str) -> bool {
+        key.strip_prefix(self.key.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with(['#', '/']))
+    }
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet> {
@@ -82,8 +93,9 @@ fn literal_prefix(pattern: &str) -> PathBuf {
     out
 }
 
-/// Files of a source: (absolute path, key relative to the base), sorted.
-pub fn source_files(spec: &SourceSpec, base: &Path) -> Result<Vec<(PathBuf, String)>> {
+/// Files of a source: (absolute path, key relative to the base), sorted; folders that could not
+/// be listed go to `unlisted`.
+pub fn source_files(spec: &SourceSpec, base: &Path, unlisted: &mut Vec<Skipped>) -> Result<Vec<(PathBuf, String)>> {
     let include = glob_set(&spec.include)?;
     let exclude = glob_set(&spec.exclude)?;
     let mut out = Vec::new();
@@ -99,7 +111,18 @@ pub fn source_files(spec: &SourceSpec, base: &Path) -> Result<Vec<(PathBuf, Stri
             }
             continue;
         }
-        for entry in walkdir::WalkDir::new(&start).follow_links(true).into_iter().filter_map(|e| e.ok()) {
+        for entry in walkdir::WalkDir::new(&start).follow_links(true) {
+            let entry = match entry {
+                Ok(e) => e,
+                // A folder missing altogether holds nothing; one that cannot be read is reported.
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+                Err(e) => {
+                    let at = e.path().unwrap_or(&start).to_path_buf();
+                    let key = at.strip_prefix(base).unwrap_or(&at).to_string_lossy().into_owned();
+                    unlisted.push(Skipped { path: at.display().to_string(), reason: format!("cannot be listed: {e}"), key });
+                    continue;
+                }
+            };
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -133,7 +156,7 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
             }
             Base::Kb => def.dir.clone(),
         };
-        for (path, key) in source_files(spec, &base)? {
+        for (path, key) in source_files(spec, &base, &mut skipped)? {
             // Files whose name already fails the title rules are not read at all (records files
             // are, since each record has its own title).
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -150,7 +173,7 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
                         }
                     }
                 }
-                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason }),
+                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason, key }),
             }
         }
     }
@@ -158,7 +181,8 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
         let spec = SourceSpec {
             base: Base::Kb,
             include: vec!["*".into()],
-            exclude: Vec::new(),
+            // Dot files are the upload route's own (a file being written, a replaced version).
+            exclude: vec![".*".into()],
             title_any: Vec::new(),
             title_none: Vec::new(),
             format: crate::definition::Format::Auto,
@@ -167,8 +191,10 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
             issuer: None,
             records: None,
         };
-        for (path, key) in source_files(&spec, dir)? {
-            match read_file(&path, &format!("uploads/{key}"), &spec) {
+        let mut unlisted = Vec::new();
+        for (path, key) in source_files(&spec, dir, &mut unlisted)? {
+            let key = format!("uploads/{key}");
+            match read_file(&path, &key, &spec) {
                 Ok(found) => {
                     for d in found {
                         if keys.insert(d.key.clone()) {
@@ -176,9 +202,10 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
                         }
                     }
                 }
-                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason }),
+                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason, key }),
             }
         }
+        skipped.extend(unlisted.into_iter().map(|s| Skipped { key: format!("uploads/{}", s.key), ..s }));
     }
     Ok((docs, skipped))
 }
@@ -237,6 +264,8 @@ fn store_point(def: &KbDefinition, d: &SourceDoc, hash: &str, c: &Chunk, dense: 
             payload.insert(k.into(), v.clone().into());
         }
     }
+    // BM25 matches folded text (queries are folded the same way); the payload keeps the original.
+    let bm25_text = xiaoguan_text::to_simplified(&bm25_text).into_owned();
     StorePoint { id: point_id(&def.id, &d.key, hash, c.ordinal), dense, bm25_text, payload }
 }
 
@@ -285,7 +314,14 @@ impl KnowledgeBase {
             let chunks = chunk_document(&d.doc, &def.chunking);
             work.push((d, hash, chunks));
         }
-        let removed: Vec<String> = state.documents.keys().filter(|k| !all_keys.contains(k.as_str())).cloned().collect();
+        // A document whose file could not be read this time is not removed: one bad line in a
+        // records file must not delete the file's other records from the index.
+        let removed: Vec<String> = state
+            .documents
+            .keys()
+            .filter(|k| !all_keys.contains(k.as_str()) && !report.skipped.iter().any(|s| s.covers(k)))
+            .cloned()
+            .collect();
         let new_version = state.version + 1;
         let total_chunks: usize = work.iter().map(|(_, _, c)| c.len()).sum();
         let bar = if opts.progress { indicatif::ProgressBar::new(total_chunks as u64) } else { indicatif::ProgressBar::hidden() };

@@ -144,6 +144,7 @@ impl KnowledgeBase {
 
     /// The query's embedding by this KB's embedder (what `search` does before `search_embedded`).
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        let query = xiaoguan_text::fold_for_search(query);
         let query = query.trim();
         if query.is_empty() {
             return Err(KbError::InvalidQuery("the query is empty".into()));
@@ -154,6 +155,8 @@ impl KnowledgeBase {
     /// `search` with the query already embedded (by this KB's embedder): one embedding serves
     /// every knowledge base a question is routed to.
     pub fn search_embedded(&self, query: &str, dense: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        // Matched as the index is: full-width digits, traditional characters (社會保險法第１６條).
+        let query = xiaoguan_text::fold_for_search(query);
         let query = query.trim();
         if query.is_empty() {
             return Err(KbError::InvalidQuery("the query is empty".into()));

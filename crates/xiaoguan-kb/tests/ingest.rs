@@ -243,3 +243,26 @@ fn a_kb_sharing_documents_reuses_their_vectors() {
     assert!(donor.stored_chunk_vectors(key, &a.hash, a.chunks, "other-model").unwrap().is_none());
     assert!(donor.stored_chunk_vectors(key, "0000", a.chunks, "tiny").unwrap().is_none());
 }
+
+#[test]
+fn a_file_that_turns_unreadable_keeps_its_documents() {
+    // One bad line in a records file must not delete the file's records from the index.
+    let env = setup();
+    let kb = KnowledgeBase::open(&env.def, &env.kbs, env.embedder.clone()).unwrap();
+    let first = kb.ingest(&opts(&env)).unwrap();
+    let qa = env.data.join("faq/qa.jsonl");
+    let good = std::fs::read_to_string(&qa).unwrap();
+    std::fs::write(&qa, format!("{good}{{broken\n")).unwrap();
+    let r = kb.ingest(&opts(&env)).unwrap();
+    assert!(r.skipped.iter().any(|s| s.path.ends_with("qa.jsonl") && s.reason.contains("line 3")), "{r:?}");
+    assert_eq!(r.removed, 0, "{r:?}");
+    assert_eq!(kb.state().documents.len(), 9);
+    assert!(kb.state().documents.contains_key("faq/qa.jsonl#q1"));
+    assert_eq!(kb.store().count(&Filter::eq("doc_id", "faq/qa.jsonl#q2")).unwrap(), 1);
+    assert_eq!(kb.store().count(&Filter::none()).unwrap(), first.total_chunks);
+    // Fixed and with one record fewer: now that record is removed.
+    std::fs::write(&qa, good.lines().next().unwrap()).unwrap();
+    let r = kb.ingest(&opts(&env)).unwrap();
+    assert_eq!((r.removed, kb.state().documents.len()), (1, 8), "{r:?}");
+    assert_eq!(kb.store().count(&Filter::eq("doc_id", "faq/qa.jsonl#q2")).unwrap(), 0);
+}

@@ -324,6 +324,13 @@ async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
     let (s, _, _) = call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=bad.txt", admin, Some(vec![0xC9, 0xE7, 0xff, 0xfe]), "application/octet-stream").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(!env.tmp.path().join("uploads/kb-a/bad.txt").exists());
+    // An unreadable replacement of an upload is refused: the old file and its chunks stay.
+    let (s, _, _) = call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=%E9%A1%BB%E7%9F%A5.md", admin, Some(vec![0xC9, 0xE7, 0xff, 0xfe]), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(std::fs::read_to_string(env.tmp.path().join("uploads/kb-a/须知.md")).unwrap(), doc);
+    let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
+    assert!(found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")), "{found}");
+    assert!(std::fs::read_dir(env.tmp.path().join("uploads/kb-a")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')), "no temporary files left");
     assert_eq!(call(&env, "POST", "/v1/kbs/kb-x/reindex", admin, None).await.0, StatusCode::NOT_FOUND);
     let (s, r) = call(&env, "DELETE", "/v1/kbs/kb-a/documents/%E9%A1%BB%E7%9F%A5.md", admin, None).await;
     assert_eq!(s, StatusCode::OK, "{r}");

@@ -101,6 +101,26 @@ impl EdgeStore {
         Ok(store)
     }
 
+    /// Delete the store at `path` for good. Refused while any process (this one included) has
+    /// it open: qdrant-edge holds an exclusive lock on the WAL folder of an open shard, and the
+    /// lock taken here is held until the folder is gone.
+    pub fn remove(path: &Path) -> Result<()> {
+        let wal = path.join("wal");
+        match std::fs::File::open(&wal) {
+            Ok(dir) => match dir.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: path.display().to_string() }),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", &wal, e)),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("opening", &wal, e)),
+        }
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("removing", path, e)),
+            _ => Ok(()),
+        }
+    }
+
     /// The payload fields that have an index.
     pub fn indexed_fields(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shard.info().payload_schema.keys().map(|k| k.to_string()).collect();
@@ -331,6 +351,8 @@ impl VectorStore for EdgeStore {
 
     fn snapshot(&self, dest: &Path) -> Result<()> {
         self.flush()?;
+        // No write may land while the folder is copied, or the copy would be torn.
+        let _gate = self.write_gate();
         copy_dir(&self.path, dest)
     }
 }

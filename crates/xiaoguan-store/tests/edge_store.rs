@@ -174,3 +174,17 @@ fn a_store_whose_folder_is_gone_closes_without_a_panic() {
     let flushed = std::thread::spawn(move || s.flush().is_ok()).join();
     assert!(flushed.is_ok(), "flush panicked instead of returning an error");
 }
+
+#[test]
+fn a_store_in_use_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let s = filled(&path);
+    let err = EdgeStore::remove(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert_eq!(s.count(&Filter::none()).unwrap(), 4, "the open store is untouched");
+    drop(s);
+    EdgeStore::remove(&path).unwrap();
+    assert!(!path.exists());
+    EdgeStore::remove(&path).unwrap(); // nothing left to remove is not an error
+}

@@ -10,5 +10,5 @@ pub mod structure;
 
 pub use chunk::{chunk_document, Chunk, ChunkConfig};
 pub use mask::{mask_pii, Masked, PiiKind};
-pub use normalize::normalize;
+pub use normalize::{fold_for_search, normalize, to_simplified};
 pub use structure::{parse_law_markdown, parse_plain, Block, Document};

@@ -45,16 +45,20 @@ pub fn parse(s: &str) -> Option<u32> {
             _ => return None,
         };
         seen = true;
+        // Checked: a user's question may hold any run of numerals; too large is "not a number".
         if unit == 10_000 {
-            total += (section + current) * unit;
+            total = total.checked_add(section.checked_add(current)?.checked_mul(unit)?)?;
             section = 0;
         } else {
             // "十六" means 1×10 + 6.
-            section += if current == 0 { 1 } else { current } * unit;
+            section = section.checked_add(if current == 0 { 1 } else { current }.checked_mul(unit)?)?;
         }
         current = 0;
     }
-    seen.then_some(total + section + current)
+    if !seen {
+        return None;
+    }
+    total.checked_add(section)?.checked_add(current)
 }
 
 /// Chinese numeral for `n` (1..=9999) in the form used by statutes: 16 → 十六, 105 → 一百零五.
@@ -117,5 +121,11 @@ mod tests {
         assert_eq!(to_chinese(16), "十六");
         assert_eq!(to_chinese(105), "一百零五");
         assert_eq!(to_chinese(110), "一百一十");
+    }
+
+    #[test]
+    fn numerals_too_large_are_not_numbers() {
+        assert_eq!(parse(&"九千九百九十九万".repeat(6)), None);
+        assert_eq!(parse("九千九百九十九万九千九百九十九"), Some(99_999_999));
     }
 }

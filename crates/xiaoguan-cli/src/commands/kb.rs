@@ -308,6 +308,8 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             let def = definition::find(&defs, id)?;
             let dir = kbs_root(reg).join(&def.id);
             if dir.exists() {
+                // The index first (refused while a service or an ingest holds it), then the state.
+                xiaoguan_store::EdgeStore::remove(&dir.join("store")).map_err(xiaoguan_kb::KbError::from)?;
                 std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
                 println!("{id}: removed {}", dir.display());
             } else {

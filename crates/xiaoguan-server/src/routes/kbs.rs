@@ -104,13 +104,23 @@ pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.part"));
-    std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
-    let r = ingest(&st, kb).await?;
-    if let Some(s) = r.skipped.iter().find(|s| std::path::Path::new(&s.path) == path) {
-        // An unreadable upload is not kept: the KB stays as it was.
-        let _ = std::fs::remove_file(&path);
-        return Err(ApiError::bad_request(format!("{name}: {}", s.reason)));
+    // A replaced upload is kept aside until the new one has been read.
+    let previous = dir.join(format!(".{name}.previous"));
+    let replacing = path.is_file();
+    let stored = std::fs::write(&tmp, &body)
+        .and_then(|_| if replacing { std::fs::copy(&path, &previous).map(|_| ()) } else { Ok(()) })
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    stored.map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let r = ingest(&st, kb).await;
+    let unreadable = r.as_ref().ok().and_then(|r| r.skipped.iter().find(|s| std::path::Path::new(&s.path) == path));
+    if let Some(s) = unreadable {
+        // An unreadable upload is not kept: the file and the KB stay as they were.
+        let reason = s.reason.clone();
+        let _ = if replacing { std::fs::rename(&previous, &path) } else { std::fs::remove_file(&path) };
+        return Err(ApiError::bad_request(format!("{name}: {reason}")));
     }
+    let _ = std::fs::remove_file(&previous);
+    let r = r?;
     Ok(axum::Json(json!({"kb": id, "doc_id": format!("uploads/{name}"), "ingest": report(&r)})).into_response())
 }
 
