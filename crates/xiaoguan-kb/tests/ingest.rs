@@ -148,6 +148,12 @@ fn article_questions_hit_the_exact_article_and_filters_apply() {
     let bm25_only = SearchOptions { dense_weight: 0.0, article_lookup: false, ..Default::default() };
     let hits = kb.search("工伤认定申请", &bm25_only).unwrap();
     assert_eq!(hits[0].title, "工伤保险条例", "{hits:?}");
+    // Traditional characters and full-width digits are folded before matching; the text shown is the source's.
+    let hits = kb.search("社會保險法第１６條", &SearchOptions::default()).unwrap();
+    assert_eq!((hits[0].article.as_deref(), hits[0].via), (Some("第十六条"), "article"), "{hits:?}");
+    assert!(hits[0].text.contains("养老金"));
+    let hits = kb.search("工傷認定申請", &bm25_only).unwrap();
+    assert_eq!(hits[0].title, "工伤保险条例", "{hits:?}");
     for (d, b) in [(0.0, 0.0), (-1.0, 1.0), (f32::NAN, 1.0)] {
         let e = kb.search("工伤", &SearchOptions { dense_weight: d, bm25_weight: b, ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("fusion weights"), "{e}");
