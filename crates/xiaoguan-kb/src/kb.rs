@@ -138,13 +138,23 @@ impl KnowledgeBase {
 
     /// Hybrid search over committed chunks, with the article lookup for "…第N条" questions.
     pub fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        let dense = self.embed_query(query)?;
-        self.search_embedded(query, &dense, opts)
+        let query = xiaoguan_text::fold_for_search(query);
+        let dense = self.embed_folded(&query)?;
+        self.search_folded(&query, &dense, opts)
     }
 
     /// The query's embedding by this KB's embedder (what `search` does before `search_embedded`).
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
-        let query = xiaoguan_text::fold_for_search(query);
+        self.embed_folded(&xiaoguan_text::fold_for_search(query))
+    }
+
+    /// `search` with the query already embedded (by this KB's embedder): one embedding serves
+    /// every knowledge base a question is routed to.
+    pub fn search_embedded(&self, query: &str, dense: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        self.search_folded(&xiaoguan_text::fold_for_search(query), dense, opts)
+    }
+
+    fn embed_folded(&self, query: &str) -> Result<Vec<f32>> {
         let query = query.trim();
         if query.is_empty() {
             return Err(KbError::InvalidQuery("the query is empty".into()));
@@ -152,11 +162,9 @@ impl KnowledgeBase {
         Ok(self.embedder.embed(&[query], TextKind::Query)?.pop().unwrap_or_default())
     }
 
-    /// `search` with the query already embedded (by this KB's embedder): one embedding serves
-    /// every knowledge base a question is routed to.
-    pub fn search_embedded(&self, query: &str, dense: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        // Matched as the index is: full-width digits, traditional characters (社會保險法第１６條).
-        let query = xiaoguan_text::fold_for_search(query);
+    /// The search proper, on a query folded as the index is (full-width digits, traditional
+    /// characters: 社會保險法第１６條 → 社会保险法第16条).
+    fn search_folded(&self, query: &str, dense: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
         let query = query.trim();
         if query.is_empty() {
             return Err(KbError::InvalidQuery("the query is empty".into()));

@@ -140,6 +140,11 @@ impl EdgeStore {
     /// qdrant-edge's flush panics (on `expect`) when the disk write fails; that becomes an error.
     fn flush_shard(&self) -> Result<()> {
         let _gate = self.write_gate();
+        self.flush_gated()
+    }
+
+    /// `flush_shard` for a caller that already holds the write gate.
+    fn flush_gated(&self) -> Result<()> {
         catch_unwind(AssertUnwindSafe(|| self.shard.flush())).map_err(|panic| {
             let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             backend(&self.path, format!("flush failed: {}", why.unwrap_or_else(|| "unknown reason".into())))
@@ -350,9 +355,9 @@ impl VectorStore for EdgeStore {
     }
 
     fn snapshot(&self, dest: &Path) -> Result<()> {
-        self.flush()?;
-        // No write may land while the folder is copied, or the copy would be torn.
+        // No write may land between the flush and the end of the copy, or the copy would be torn.
         let _gate = self.write_gate();
+        self.flush_gated()?;
         copy_dir(&self.path, dest)
     }
 }
