@@ -10,10 +10,11 @@ cargo build --release -p xiaoguan-cli
 XG="$CARGO_TARGET_DIR/release/xiaoguan"
 "$XG" models pull
 "$XG" models list
-KBS=(guides one-thing)
-# The real-data knowledge bases need ../shared/data beside the checkout (or XIAOGUAN_DATA_ROOT).
+KBS=(guides)
+# The real-data knowledge bases need ../shared/data beside the checkout (or XIAOGUAN_DATA_ROOT):
+# Dongguan's own documents (the 2025 一件事 分工表, the 一网通办2.0 work plan) are read from there too.
 if [ -d "${XIAOGUAN_DATA_ROOT:-$REPO_ROOT/../shared/data}" ]; then
-    KBS+=(social-insurance project-filing enterprise-policy gov-faq)
+    KBS+=(one-thing dongguan-policy social-insurance project-filing enterprise-policy gov-faq)
 fi
 "$XG" kb ingest "${KBS[@]}"
 "$XG" kb list

@@ -7,6 +7,7 @@ pub mod classify;
 pub mod dispatch;
 pub mod embed_cache;
 pub mod error;
+pub mod jurisdiction;
 pub mod lexical;
 pub mod metrics;
 pub mod qa;
@@ -14,5 +15,6 @@ pub mod setup;
 pub mod signals;
 pub mod summary;
 pub mod ticket;
+pub mod units;
 
 pub use error::{AssistError, Result};

@@ -51,6 +51,10 @@ pub struct Settings {
     pub answer: AssistConfig,
     #[serde(default)]
     pub dispatch: DispatchSettings,
+    /// The region the service answers for (`[home] province = "广东省"`, `city = "东莞市"`):
+    /// another region's local texts are references, never the rule that applies.
+    #[serde(default)]
+    pub home: Option<crate::jurisdiction::HomeRegion>,
     /// Folder the relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
@@ -121,8 +125,30 @@ pub fn assistant(reg: &ModelRegistry, paths: &Paths, settings: &Settings, only: 
         _ => None,
     };
     let rules = load_rules(settings)?;
-    let facts = FactIndex::build(&kbs, rules.bundles.clone())?;
-    Ok((Assistant::new(kbs, generator, facts, settings.answer.clone())?, missing))
+    let mut facts = FactIndex::build(&kbs, local_bundles(&rules))?;
+    facts.embed_bundles(kbs[0].embedder().as_ref())?;
+    let mut config = settings.answer.clone();
+    if settings.home.is_some() {
+        config.home = settings.home.clone();
+    }
+    Ok((Assistant::new(kbs, generator, facts, config)?, missing))
+}
+
+/// The rules' bundles with every unit named as the home city's unit directory names it.
+pub fn local_bundles(rules: &DispatchRules) -> Vec<crate::dispatch::Bundle> {
+    let name = |u: &str| if rules.units.is_some() && rules.resolve(u).is_unit() { rules.unit_name(u) } else { u.to_string() };
+    rules
+        .bundles
+        .iter()
+        .cloned()
+        .map(|mut b| {
+            if !b.lead.is_empty() {
+                b.lead = name(&b.lead);
+            }
+            b.departments = b.departments.iter().map(|d| name(d)).collect();
+            b
+        })
+        .collect()
 }
 
 fn classifier(paths: &Paths, name: &Option<String>) -> Result<Option<ClassifierModel>> {

@@ -3,7 +3,7 @@
 //! grounded suggested reply and similar past tickets. Low confidence anywhere says so.
 
 use crate::classify::{embedding_text, ClassifierModel, LabelScore, Prediction};
-use crate::dispatch::{DepartmentScore, DispatchRules, RuleMatch};
+use crate::dispatch::{Bundle, DepartmentScore, DirectDispatch, DispatchRules, RuleMatch};
 use crate::error::{AssistError, Result};
 use crate::qa::{Answer, AnswerMode, AskRequest, Assistant};
 use crate::signals::{self, SignalReport};
@@ -73,6 +73,10 @@ pub struct TicketResult {
     pub handling_category: LabeledField,
     pub departments: Vec<DepartmentScore>,
     pub dispatch_rules: Vec<RuleMatch>,
+    /// 直派镇街: the town named and, where a rule says the matter is handled locally, its office.
+    pub direct_dispatch: Option<DirectDispatch>,
+    /// The 一件事 bundle the ticket is about, with each item's unit.
+    pub bundle: Option<Bundle>,
     pub dispatch_needs_review: bool,
     pub signals: SignalReport,
     pub suggested_reply: Option<Answer>,
@@ -201,11 +205,17 @@ impl TicketAssist {
             source: "rules",
         };
         let (departments, dispatch_rules) = self.rules.rank(&text, dept.as_ref(), self.rule_bonus);
+        let direct_dispatch = self.rules.direct_dispatch(&text, &dispatch_rules);
+        let bundle = dispatch_rules
+            .iter()
+            .find_map(|m| m.rule.strip_prefix("一件事:"))
+            .and_then(|name| crate::setup::local_bundles(&self.rules).into_iter().find(|b| b.name == name));
         let dispatch_needs_review = match (&dept, dispatch_rules.is_empty()) {
             (Some(p), true) => p.abstained,
             (None, true) => true,
             (_, false) => departments.first().is_none_or(|d| d.confidence < 0.4),
-        };
+        } || departments.first().is_some_and(|d| !d.mapped)
+            || direct_dispatch.as_ref().is_some_and(|d| d.needs_review);
         let signals = signals::detect(&text);
         let similar_tickets: Vec<SimilarTicket> = domain
             .as_ref()
@@ -246,6 +256,8 @@ impl TicketAssist {
             handling_category,
             departments: departments.into_iter().take(5).collect(),
             dispatch_rules,
+            direct_dispatch,
+            bundle,
             dispatch_needs_review,
             signals,
             suggested_reply,

@@ -171,12 +171,13 @@ fn ticket_assist_works_without_models_or_kbs() {
     assert!(!out.contains("13812345678"));
     assert_eq!(r["signals"]["escalate"], true);
     assert!(r["request_type"].is_null() && r["needs_review"] == true);
-    assert_eq!(r["departments"][0]["department"], "城市管理委", "the shipped rules dispatch gas leaks: {out}");
+    assert_eq!(r["departments"][0]["department"], "市城市管理综合执法局", "the shipped rules dispatch gas leaks to the Dongguan unit: {out}");
     assert!(r["departments"][0]["reasons"][0].as_str().unwrap().contains("urban-management"));
     let (code, out, err) = in_repo(home.path(), &["ticket", "--json", "-"], Some("我是东城区居民，楼下餐馆油烟和噪音扰民到深夜"));
     assert_eq!(code, 0, "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(r["departments"][0]["department"], "生态环境局", "{out}");
+    assert_eq!(r["departments"][0]["department"], "市城市管理综合执法局", "{out}");
+    assert!(r["direct_dispatch"].is_null(), "东城区 is no Dongguan town: {out}");
     assert!(r["masked_text"].as_str().unwrap().contains("东城区"), "a place is not a name: {out}");
     let (code, _, _) = in_repo(home.path(), &["keys", "new", "--id", "a", "--role", "agent"], None);
     assert_eq!(code, 0);
@@ -203,16 +204,16 @@ fn kb_ingest_stats_search_filters_and_reuse_with_the_real_embedder() {
     let Some(home) = home_with_models() else { return };
     let (code, out, err) = kb_cmd(home.path(), &["ingest", "one-thing", "--quiet"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("12 chunks embedded, 0 reused"), "{out}");
+    assert!(out.contains("23 chunks embedded, 0 reused"), "{out}");
     let (code, out, err) = kb_cmd(home.path(), &["stats", "one-thing"]);
     assert_eq!(code, 0, "{err}");
     let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(stats["points_by_doc_type"]["bundle"], 12, "{stats}");
+    assert_eq!(stats["points_by_doc_type"]["bundle"], 23, "{stats}");
 
     let (code, out, err) = kb_cmd(home.path(), &["search", "one-thing", "个体户想转成公司怎么办", "-k", "1", "--json"]);
     assert_eq!(code, 0, "{err}");
     let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(hits[0]["title"], "个体工商户转型为企业一件事", "{hits}");
+    assert_eq!(hits[0]["title"], "个体工商户转型为企业", "{hits}");
     let (code, out, err) = kb_cmd(home.path(), &["search", "one-thing", "退休", "--filter", "doc_no=国发〔2024〕3号", "--bm25-weight", "2", "--json"]);
     assert_eq!(code, 0, "{err}");
     let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -235,11 +236,12 @@ fn kb_ingest_stats_search_filters_and_reuse_with_the_real_embedder() {
         .args(["kb", "ingest", "one-thing-copy", "--quiet", "--kb-dir"])
         .arg(defs.path())
         .env("XIAOGUAN_HOME", home.path())
+        .env("XIAOGUAN_DATA_ROOT", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
         .env_remove("XIAOGUAN_MODELS_DIR")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The definitions differ only in id: same document keys and hashes, so every chunk is reused.
-    assert!(text.contains("0 chunks embedded, 12 reused"), "{text}");
+    assert!(text.contains("0 chunks embedded, 23 reused"), "{text}");
 }

@@ -108,6 +108,10 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                             s.insert("handoff".into(), a.handoff as u8 as f64);
                             s.insert("should_handoff".into(), want_handoff as u8 as f64);
                             s.insert("correct".into(), (a.handoff == want_handoff) as u8 as f64);
+                            // Jurisdiction: an answered in-scope question citing another region's local rule.
+                            if !want_handoff && !a.handoff {
+                                s.insert("foreign_citation_rate".into(), (!a.foreign_citations.is_empty()) as u8 as f64);
+                            }
                         } else {
                             let reference = item.expected.clone().unwrap_or_default();
                             let (rl, cf) = if a.handoff { (0.0, 0.0) } else { (rouge_l(&a.text, &reference), char_f1(&a.text, &reference)) };
@@ -228,6 +232,7 @@ pub fn metric_on(task: Task, name: &str, results: &[ItemResult], idx: &[usize]) 
                 "handoff_recall" => b.recall,
                 "handoff_f1" => b.f1,
                 "accuracy" => mean_of(results, idx, "correct"),
+                "foreign_citation_rate" => mean_of(results, idx, "foreign_citation_rate"),
                 _ => f64::NAN,
             }
         }
@@ -245,7 +250,7 @@ pub fn metric_names(task: Task, results: &[ItemResult]) -> Vec<String> {
         Task::Retrieval => &["hit@1", "hit@5", "hit@10", "mrr", "ndcg@10"],
         Task::Classification | Task::Routing => &["accuracy", "macro_f1", "top3_accuracy", "abstain_rate", "accuracy_answered"],
         Task::Qa => &["mean_score", "rouge_l", "char_f1", "answered_rate", "canonical_rate", "citation_hit@1", "citation_precision"],
-        Task::Refusal => &["handoff_precision", "handoff_recall", "handoff_f1", "accuracy"],
+        Task::Refusal => &["handoff_precision", "handoff_recall", "handoff_f1", "accuracy", "foreign_citation_rate"],
         Task::Ticket => &["reply_rouge_l", "reply_char_f1", "reply_answered", "escalated", "needs_review", "pii_leak_rate"],
     };
     fixed

@@ -130,6 +130,10 @@ pub struct System {
     /// instead of a classifier.
     #[serde(default)]
     pub router: Option<String>,
+    /// qa / refusal: ask with `any_region` (other regions' local texts are not set aside), the
+    /// baseline of the jurisdiction metric.
+    #[serde(default)]
+    pub any_region: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,6 +23,22 @@ pub struct AskOutput {
     pub confidence: f64,
     /// What the system's evidence gate saw, when it says.
     pub evidence: Option<Value>,
+    /// The region of each cited text that is another region's local rule (not national, not the
+    /// home region's), as the system reports its citations' jurisdiction.
+    pub foreign_citations: Vec<String>,
+}
+
+/// The regions of the cited texts that are another region's local rule.
+pub fn foreign_regions(citations: Option<&Value>) -> Vec<String> {
+    citations
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|c| c.pointer("/jurisdiction/scope").and_then(Value::as_str) == Some("foreign"))
+                .map(|c| c.pointer("/jurisdiction/region").and_then(Value::as_str).unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -68,6 +84,9 @@ pub struct Pipeline {
     pub mode: AnswerMode,
     pub kbs: Vec<String>,
     pub router: Option<xiaoguan_assist::qa::Routing>,
+    /// Ask with `any_region` (other regions' local texts not set aside): the baseline of the
+    /// jurisdiction metric.
+    pub any_region: bool,
     pub describe: Value,
 }
 
@@ -87,10 +106,13 @@ impl SystemUnderTest for Pipeline {
             kbs: (!self.kbs.is_empty()).then(|| self.kbs.clone()),
             mode: self.mode,
             exclude_doc: exclude_doc.map(String::from),
+            any_region: self.any_region,
             ..Default::default()
         };
         let ans = a.ask(&req, &mut |_| true).map_err(internal)?;
+        let citations = serde_json::to_value(&ans.citations).ok();
         Ok(AskOutput {
+            foreign_citations: foreign_regions(citations.as_ref()),
             text: ans.text,
             handoff: ans.handoff,
             answered_by: serde_json::to_value(ans.answered_by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
@@ -111,7 +133,7 @@ impl SystemUnderTest for Pipeline {
         let pred = m.to_prediction(&p, &n);
         let ranked = match (&self.rules, self.dispatch) {
             (Some(rules), true) => rules.rank(text, Some(&pred), self.rule_bonus).0.into_iter().map(|d| d.department).collect(),
-            _ => pred.ranked.iter().map(|r| r.label.clone()).collect(),
+            _ => pred.ranked.iter().map(|r| self.canonical_label(&r.label)).collect(),
         };
         Ok(ClassOutput { ranked, abstained: pred.abstained, confidence: pred.confidence as f64 })
     }
@@ -135,8 +157,14 @@ impl SystemUnderTest for Pipeline {
         Ok(a.route(question, strategy).map_err(internal)?.into_iter().map(|(kb, _)| kb).collect())
     }
 
+    /// A gold label in the spelling the system ranks: the home city's unit when the rules have a
+    /// unit directory.
     fn canonical_label(&self, label: &str) -> String {
-        self.rules.as_ref().map(|r| r.canonical(label)).unwrap_or_else(|| label.to_string())
+        match &self.rules {
+            Some(r) if r.units.is_some() => r.unit_name(label),
+            Some(r) => r.canonical(label),
+            None => label.to_string(),
+        }
     }
 }
 
@@ -196,6 +224,7 @@ impl SystemUnderTest for Http {
                     handoff,
                     answered_by: ext.and_then(|x| x.get("answered_by")).and_then(Value::as_str).unwrap_or("remote").to_string(),
                     cited_docs: docs_of(ext.and_then(|x| x.get("citations"))),
+                    foreign_citations: foreign_regions(ext.and_then(|x| x.get("citations"))),
                     confidence: ext.and_then(|x| x.get("confidence")).and_then(Value::as_f64).unwrap_or(0.0),
                     evidence: ext.and_then(|x| x.get("evidence")).cloned(),
                     text,
@@ -206,12 +235,16 @@ impl SystemUnderTest for Http {
                 if !self.system.kbs.is_empty() {
                     body["kbs"] = json!(self.system.kbs);
                 }
+                if self.system.any_region {
+                    body["any_region"] = json!(true);
+                }
                 let v = self.post("/v1/ask", body)?;
                 Ok(AskOutput {
                     text: v.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
                     handoff: v.get("handoff").and_then(Value::as_bool).unwrap_or(true),
                     answered_by: v.get("answered_by").and_then(Value::as_str).unwrap_or_default().to_string(),
                     cited_docs: docs_of(v.get("citations")),
+                    foreign_citations: foreign_regions(v.get("citations")),
                     confidence: v.get("confidence").and_then(Value::as_f64).unwrap_or(0.0),
                     evidence: v.get("evidence").cloned(),
                 })

@@ -20,6 +20,10 @@ pub struct KbDefinition {
     #[serde(default)]
     pub metadata: MetadataDefaults,
     pub sources: Vec<SourceSpec>,
+    /// What reading one file may cost (`[limits]`, every field optional; see
+    /// [`ReaderLimits`](crate::limits::ReaderLimits) for the defaults).
+    #[serde(default)]
+    pub limits: crate::limits::ReaderLimits,
     /// The folder holding kb.toml (set when loaded).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -124,6 +128,10 @@ pub struct TextField {
     /// Written before the value; empty = the value alone.
     #[serde(default)]
     pub label: String,
+    /// For an array of objects: how each element is written, `{field}` filled from the element
+    /// and `{field|text}` giving the text used when the field is empty or null (elements numbered).
+    #[serde(default)]
+    pub each: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +162,7 @@ impl KbDefinition {
                 return Err(bad(format!("sources[{i}]: format = \"records\" needs a [sources.records] mapping")));
             }
         }
+        def.limits.validate().map_err(bad)?;
         let c = &def.chunking;
         if c.max_chars < 50 || c.overlap_chars >= c.max_chars || c.min_chars >= c.max_chars {
             return Err(bad(format!("chunking {c:?}: need max_chars ≥ 50 and overlap/min below max")));

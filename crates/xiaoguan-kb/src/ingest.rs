@@ -11,7 +11,7 @@
 
 use crate::definition::{Base, KbDefinition, SourceSpec};
 use crate::kb::KnowledgeBase;
-use crate::readers::{read_file, SourceDoc};
+use crate::readers::{read_file_with, SourceDoc};
 use crate::state::{now_rfc3339, DocState};
 use crate::{KbError, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -165,7 +165,7 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
             if !records && !keep_title(spec, &stem) {
                 continue;
             }
-            match read_file(&path, &key, spec) {
+            match read_file_with(&path, &key, spec, &def.limits) {
                 Ok(found) => {
                     for d in found {
                         if keep_title(spec, &d.doc.title) && keys.insert(d.key.clone()) {
@@ -194,7 +194,7 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
         let mut unlisted = Vec::new();
         for (path, key) in source_files(&spec, dir, &mut unlisted)? {
             let key = format!("uploads/{key}");
-            match read_file(&path, &key, &spec) {
+            match read_file_with(&path, &key, &spec, &def.limits) {
                 Ok(found) => {
                     for d in found {
                         if keys.insert(d.key.clone()) {

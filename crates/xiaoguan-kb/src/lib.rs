@@ -6,12 +6,14 @@ pub mod definition;
 pub mod filters;
 pub mod ingest;
 pub mod kb;
+pub mod limits;
 pub mod readers;
 pub mod state;
 
 pub use definition::{KbDefinition, SourceSpec};
 pub use ingest::{IngestOptions, IngestReport, VectorSource};
 pub use kb::{KnowledgeBase, SearchHit, SearchOptions};
+pub use limits::ReaderLimits;
 pub use state::KbState;
 
 #[derive(Debug, thiserror::Error)]

@@ -165,13 +165,97 @@ pub fn parse_law_markdown(text: &str) -> Document {
     b.finish()
 }
 
+/// "附件1" / "附件 2" alone on a line: an attachment starts (a heading of its own, above 一、).
+fn attachment_heading(line: &str) -> bool {
+    let rest = line.strip_prefix("附件").map(|r| r.trim_end_matches([':', '：']).trim());
+    rest.is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The cells of a `|`-separated table row (at least two cells, or one cell ended by `|`).
+pub fn pipe_cells(line: &str) -> Option<Vec<String>> {
+    if !line.contains('|') {
+        return None;
+    }
+    let mut cells: Vec<String> = line.split('|').map(|c| c.trim().to_string()).collect();
+    if line.trim_end().ends_with('|') {
+        cells.pop();
+    }
+    if line.trim_start().starts_with('|') {
+        cells.remove(0);
+    }
+    (cells.len() >= 2 || (cells.len() == 1 && line.trim_end().ends_with('|'))).then_some(cells)
+}
+
+/// A table inside plain text: its header, and the record being read. A row whose first cell is
+/// a number (序号) starts a record; a shorter row continues it (merged cells of the row above).
+struct Table {
+    header: Vec<String>,
+    record_open: bool,
+}
+
+impl Table {
+    fn row(&mut self, b: &mut Builder, cells: &[String]) {
+        let starts = cells.first().is_some_and(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_digit()));
+        let full = cells.len() == self.header.len();
+        let line = if full {
+            self.header.iter().zip(cells).filter(|(_, v)| !v.is_empty()).map(|(h, v)| format!("{h}：{v}")).collect::<Vec<_>>().join("\n")
+        } else {
+            cells.join(" | ")
+        };
+        if starts || !self.record_open {
+            // One block per record, headed by its number and first named cell.
+            let name: String = cells.iter().skip(usize::from(starts)).find(|c| !c.is_empty()).map(|c| c.chars().take(30).collect()).unwrap_or_default();
+            b.flush();
+            let mut path = b.heading_path();
+            path.push(if starts { format!("{} {name}", cells[0]) } else { name });
+            let header_line = if full { String::new() } else { format!("{}\n", self.header.join(" | ")) };
+            b.current = Some(Block { heading_path: path, article: None, article_no: None, text: format!("{header_line}{line}") });
+            self.record_open = true;
+        } else {
+            b.push_line(&line);
+        }
+    }
+}
+
 /// Plain text (policy documents, notices): headings 第X章/节, 一、, （一）; articles 第X条.
 /// A long line that starts like a heading ("（一）参保对象：本市户籍……") starts a new block whose
-/// heading path ends with its lead phrase.
+/// heading path ends with its lead phrase. An attachment (附件N, its title on the next lines) is a
+/// top-level heading; a `|` table under it gives one block per record (序号), every cell labelled
+/// with its column, so a task row and its responsible units stay together.
 pub fn parse_plain(text: &str, title: &str) -> Document {
     let text = normalize(text);
     let mut b = Builder::new(title.to_string());
+    let mut table: Option<Table> = None;
+    // Lines of an attachment's title still to join to its heading.
+    let mut title_lines = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if attachment_heading(line) {
+            table = None;
+            b.heading(0, line);
+            title_lines = 2;
+            continue;
+        }
+        if let Some(cells) = pipe_cells(line) {
+            title_lines = 0;
+            match &mut table {
+                Some(t) => t.row(&mut b, &cells),
+                None => {
+                    b.flush();
+                    table = Some(Table { header: cells, record_open: false });
+                }
+            }
+            continue;
+        }
+        if title_lines > 0 && line.chars().count() <= 60 && !line.ends_with('。') && heading_level(line).is_none() {
+            title_lines -= 1;
+            if let Some((_, h)) = b.path.last_mut() {
+                h.push(' ');
+                h.push_str(line);
+            }
+            continue;
+        }
+        title_lines = 0;
+        table = None;
         if let Some((label, n, body)) = article_start(line) {
             b.start(Some((label, n)), body);
             continue;
@@ -227,6 +311,20 @@ mod tests {
         assert!(article_start("第三条规定的人员").is_none());
         assert!(article_start("第x条 内容").is_none());
         assert_eq!(article_start("第12条 内容").map(|a| a.1), Some(12));
+    }
+
+    #[test]
+    fn attachments_and_their_tables() {
+        let text = "一、总体目标\n提升政务服务效能。\n附件1\n主要任务\n分工表\n序号 | 任务 | 内容 | 责任部门 |\n1 | 一件事 | 落地一件事。 | 市政务和数据局牵头 |\n2 | 热线 | 解决率不低于92%。 | 市政务和数据局负责 |\n附件2\n清单及东莞分工表\n序号 | 名称 | 事项 | 东莞部门 |\n1 | 个体工商户转型为企业 | 清税信息核验 | 市税务局 |\n变更登记 | ★市市场监管局 |\n2 | 新车上牌 | 机动车注册登记 | ★市公安局 |";
+        let d = parse_plain(text, "方案");
+        let paths: Vec<String> = d.blocks.iter().map(|b| b.heading_path.join(" > ")).collect();
+        assert_eq!(paths, ["一、总体目标", "附件1 主要任务 分工表 > 1 一件事", "附件1 主要任务 分工表 > 2 热线", "附件2 清单及东莞分工表 > 1 个体工商户转型为企业", "附件2 清单及东莞分工表 > 2 新车上牌"]);
+        assert_eq!(d.blocks[2].text, "序号：2\n任务：热线\n内容：解决率不低于92%。\n责任部门：市政务和数据局负责");
+        assert!(d.blocks[3].text.ends_with("东莞部门：市税务局\n变更登记 | ★市市场监管局"), "{}", d.blocks[3].text);
+        assert_eq!(pipe_cells("a | b |"), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(pipe_cells("only |"), Some(vec!["only".to_string()]));
+        assert_eq!(pipe_cells("no table here"), None);
+        assert!(!attachment_heading("附件:1.《方案》主要任务分工表"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Structured facts (the start of a 政务知识图谱): approval items with their accepting department,
 //! promised working days and materials (records in any KB with doc_type "approval-item"), and the
 //! 一件事 bundles of the dispatch rules. Questions about these fields are answered exactly from
-//! the record, citing it — never paraphrased by the generator.
+//! the record, citing it — never paraphrased by the generator. A bundle is found by the words
+//! that name it or by meaning (the question's embedding against each bundle's name and items).
 
 use crate::dispatch::Bundle;
 use crate::lexical::{bigrams, containment, content};
@@ -37,6 +38,13 @@ const INTENTS: &[(FactField, &[&str])] = &[
     (FactField::Department, &["哪个部门", "什么部门", "哪个单位", "哪个机关", "哪里受理", "在哪办", "在哪里办", "去哪办", "去哪里办", "谁受理", "谁负责", "受理部门", "由谁", "找谁"]),
     (FactField::TimeLimit, &["几个工作日", "多少个工作日", "几天", "多少天", "多长时间", "多久", "时限", "办结"]),
     (FactField::BundleItems, &["包括哪些", "包含哪些", "有哪些事项", "哪些事项", "涉及哪些", "怎么办理一件事"]),
+];
+
+/// Words of a question about doing a bundle of things: which steps, which units, how.
+/// Kept narrow: "怎么办" or "哪个部门" alone ask about one service, not a bundle.
+const BUNDLE_CUES: &[&str] = &[
+    "一件事", "哪些事", "哪些手续", "什么手续", "办哪些", "要办什么", "办什么手续", "流程", "怎么上", "找哪个部门", "哪些部门", "包括哪些", "包含哪些",
+    "哪些事项", "涉及哪些",
 ];
 
 /// The fields a question asks about (several may be asked at once).
@@ -89,6 +97,9 @@ fn topic_score(question_topic: &str, name: &str) -> f32 {
 pub struct FactIndex {
     pub items: Vec<ApprovalItem>,
     pub bundles: Vec<Bundle>,
+    /// Each bundle's name and items embedded as a passage (same order as `bundles`), when an
+    /// embedder was given: bundles are then found by meaning too.
+    pub bundle_vectors: Vec<Vec<f32>>,
     /// Where each bundle is indexed (by name) when a served KB (`one-thing`) holds it: answers
     /// cite that chunk.
     pub bundle_chunks: std::collections::HashMap<String, IndexedChunk>,
@@ -183,26 +194,61 @@ impl FactIndex {
                 }
             }
         }
-        Ok(Self { items, bundles, bundle_chunks })
+        Ok(Self { items, bundles, bundle_vectors: Vec::new(), bundle_chunks })
     }
 
-    /// The record a field question is about, when the question names one clearly.
-    pub fn lookup(&self, question: &str, min_score: f32) -> Option<FactMatch> {
+    /// Embed every bundle's name and items, so `lookup` finds bundles by meaning.
+    pub fn embed_bundles(&mut self, embedder: &dyn xiaoguan_models::Embedder) -> crate::Result<()> {
+        let texts: Vec<String> = self.bundles.iter().map(|b| format!("{}：{}", b.name, b.items.join("、"))).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.bundle_vectors = if refs.is_empty() { Vec::new() } else { embedder.embed(&refs, xiaoguan_models::TextKind::Passage)? };
+        Ok(())
+    }
+
+    /// The bundle a question is about: by its words (a listed phrase, or most of its name), or by
+    /// meaning (the closest bundle clearly ahead of the next one), given a bundle cue.
+    fn bundle_for(&self, question: &str, embedding: Option<&[f32]>, min_score: f32, min_similarity: f32) -> Option<(&Bundle, f32, String)> {
+        let cue = BUNDLE_CUES.iter().any(|c| question.contains(c));
+        let t = topic(question);
+        let by_words = self
+            .bundles
+            .iter()
+            .map(|b| {
+                let hits: Vec<&String> = b.any.iter().filter(|w| question.contains(w.as_str())).collect();
+                let longest = hits.iter().map(|w| w.chars().count()).max().unwrap_or(0);
+                {
+                    // One listed phrase names the bundle; more phrases or the name's words add to it.
+                    let words = if hits.is_empty() { 0.0 } else { 0.6 + 0.1 * (hits.len() - 1) as f32 };
+                    (b, words + topic_score(&t, &b.name), longest)
+                }
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((b, score, longest)) = by_words {
+            // A short question that is just a bundle's phrase ("个体户转成公司") asks about it too.
+            let names_it = longest >= 4 && question.chars().count() <= 24;
+            if score >= min_score && (cue || names_it) {
+                return Some((b, score.min(1.0), "words".into()));
+            }
+        }
+        let e = embedding.filter(|_| cue && self.bundle_vectors.len() == self.bundles.len())?;
+        let mut sims: Vec<(usize, f32)> = self.bundle_vectors.iter().map(|v| xiaoguan_models::cosine(e, v)).enumerate().collect();
+        sims.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (best, sim) = *sims.first()?;
+        let margin = sim - sims.get(1).map_or(0.0, |s| s.1);
+        (sim >= min_similarity && margin >= 0.01).then(|| (&self.bundles[best], sim, format!("meaning {sim:.3} (next {:.3})", sim - margin)))
+    }
+
+    /// The record a field question is about, when the question names one clearly. `embedding` is
+    /// the question's (query) embedding, for finding bundles by meaning.
+    pub fn lookup(&self, question: &str, embedding: Option<&[f32]>, min_score: f32, bundle_min_similarity: f32) -> Option<FactMatch> {
+        if let Some((b, score, _)) = self.bundle_for(question, embedding, min_score, bundle_min_similarity) {
+            return Some(FactMatch::Bundle { bundle: b.clone(), fields: vec![FactField::BundleItems], score });
+        }
         let fields = intents(question);
         if fields.is_empty() {
             return None;
         }
         let t = topic(question);
-        if fields.contains(&FactField::BundleItems) || question.contains("一件事") {
-            let best = self
-                .bundles
-                .iter()
-                .map(|b| (b, b.any.iter().filter(|w| question.contains(w.as_str())).count() as f32 * 0.5 + topic_score(&t, &b.name)))
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            if let Some((b, s)) = best.filter(|(_, s)| *s >= min_score) {
-                return Some(FactMatch::Bundle { bundle: b.clone(), fields: vec![FactField::BundleItems], score: s.min(1.0) });
-            }
-        }
         let item_fields: Vec<FactField> = fields.into_iter().filter(|f| *f != FactField::BundleItems).collect();
         if item_fields.is_empty() {
             return None;
@@ -237,6 +283,7 @@ pub fn render(m: &FactMatch) -> String {
             let region = item.region.as_deref().map(|r| format!("（{r}事项清单）")).unwrap_or_default();
             format!("“{}”{region}\n{} [1]", item.item, parts.join("\n"))
         }
+        FactMatch::Bundle { bundle, .. } if !bundle.item_units.is_empty() => render_division(bundle),
         FactMatch::Bundle { bundle, .. } => {
             let mut who = vec![format!("本地牵头部门：{}", bundle.lead)];
             if !bundle.departments.is_empty() {
@@ -255,6 +302,32 @@ pub fn render(m: &FactMatch) -> String {
             format!("“{}”包括以下事项：{}。{}。{origin} [1]", bundle.name, bundle.items.join("、"), who.join("；"))
         }
     }
+}
+
+/// A bundle of the city's 分工表: each item with its unit, the lead, or what the document says
+/// instead of a local lead.
+fn render_division(b: &Bundle) -> String {
+    let batch = if b.batch.is_empty() { String::new() } else { format!("（{}）", b.batch) };
+    let mut out = format!("“{}”{batch}", b.name);
+    match (&b.note, b.lead.is_empty()) {
+        (Some(note), true) => out.push_str(&format!("：{note}，东莞未列落实部门。\n具体事项及责任部门：")),
+        _ => {
+            let national = if b.national_lead.is_empty() { String::new() } else { format!("（国家层面建议牵头：{}）", b.national_lead) };
+            out.push_str(&format!("在东莞由{}牵头{national}。\n具体事项及东莞落实部门：", b.lead));
+        }
+    }
+    for (i, u) in b.item_units.iter().enumerate() {
+        let who = match &u.unit {
+            Some(unit) => format!("{unit}{}", if u.lead { "（牵头）" } else { "" }),
+            None => format!("{}{}", u.national_body.as_deref().unwrap_or("国家有关部门"), if u.national_lead { "（牵头）" } else { "" }),
+        };
+        out.push_str(&format!("\n{}. {} —— {who}", i + 1, u.item));
+    }
+    if !b.source.is_empty() {
+        out.push_str(&format!("\n依据：{}。", b.source));
+    }
+    out.push_str(" [1]");
+    out
 }
 
 fn trim_float(d: f64) -> String {
@@ -299,7 +372,10 @@ mod tests {
                 source: "国发〔2024〕3号".into(),
                 national_lead: "国家卫生健康委".into(),
                 batch: String::new(),
+                item_units: Vec::new(),
+                note: None,
             }],
+            bundle_vectors: Vec::new(),
             bundle_chunks: Default::default(),
         }
     }
@@ -307,13 +383,13 @@ mod tests {
     #[test]
     fn answers_fields_exactly_from_the_record() {
         let idx = index();
-        let m = idx.lookup("办理施工许可需要哪些材料？", 0.5).expect("match");
+        let m = idx.lookup("办理施工许可需要哪些材料？", None, 0.5, 0.9).expect("match");
         let text = render(&m);
         assert!(text.contains("建筑工程施工许可证核发") && text.contains("1. 施工合同") && text.contains("共 2 项"), "{text}");
-        let m = idx.lookup("消防验收哪个部门受理，承诺几个工作日？", 0.5).expect("match");
+        let m = idx.lookup("消防验收哪个部门受理，承诺几个工作日？", None, 0.5, 0.9).expect("match");
         let text = render(&m);
         assert!(text.contains("唐山市应急管理局") && text.contains("10 个工作日"), "{text}");
-        let m = idx.lookup("新生儿出生一件事包括哪些事项", 0.5).expect("bundle");
+        let m = idx.lookup("新生儿出生一件事包括哪些事项", None, 0.5, 0.9).expect("bundle");
         let text = render(&m);
         assert!(text.contains("出生医学证明、户口登记") && text.contains("国家层面牵头：国家卫生健康委") && text.contains("依据文件：国发〔2024〕3号"), "{text}");
     }
@@ -321,7 +397,7 @@ mod tests {
     #[test]
     fn does_not_fire_without_a_field_question_or_a_named_item() {
         let idx = index();
-        assert!(idx.lookup("施工许可是什么", 0.5).is_none(), "no field asked");
-        assert!(idx.lookup("养老保险需要哪些材料", 0.5).is_none(), "no such item");
+        assert!(idx.lookup("施工许可是什么", None, 0.5, 0.9).is_none(), "no field asked");
+        assert!(idx.lookup("养老保险需要哪些材料", None, 0.5, 0.9).is_none(), "no such item");
     }
 }

@@ -10,6 +10,7 @@ pub mod rewrite;
 pub mod verify;
 
 use crate::error::{AssistError, Result};
+use crate::jurisdiction::{HomeRegion, Scope};
 use crate::lexical::{containment, content_bigrams, dice};
 use facts::{FactIndex, FactMatch};
 use rewrite::Turn;
@@ -86,6 +87,11 @@ pub struct AssistConfig {
     pub extract_chars: usize,
     /// KBs within this similarity of the best one are used together.
     pub route_margin: f32,
+    /// A bundle is found by meaning when the question's similarity to it reaches this.
+    pub bundle_min_similarity: f32,
+    /// The region answers are for: another region's local text is never the rule that applies,
+    /// only a reference (None: every document applies).
+    pub home: Option<HomeRegion>,
 }
 
 impl Default for AssistConfig {
@@ -106,6 +112,8 @@ impl Default for AssistConfig {
             max_new_tokens: 200,
             extract_chars: 260,
             route_margin: 0.03,
+            bundle_min_similarity: 0.88,
+            home: None,
         }
     }
 }
@@ -123,6 +131,9 @@ pub struct AskRequest {
     /// Cap on generated tokens (default: the config's).
     #[serde(default)]
     pub max_new_tokens: Option<usize>,
+    /// Take every region's local texts as applicable (the home region's rule first otherwise).
+    #[serde(default)]
+    pub any_region: bool,
     /// Leave this document out of retrieval (evaluation of rows that are in a KB).
     #[serde(skip)]
     pub exclude_doc: Option<String>,
@@ -147,6 +158,12 @@ pub struct Citation {
     pub score: f32,
     pub similarity: Option<f32>,
     pub text: String,
+    /// Where the cited text's rule holds (national, the home region, or another region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<Scope>,
+    /// "外地规定（浙江省），仅供参考" on a reference that is not the home region's rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,8 +231,11 @@ pub struct Assistant {
     pub config: AssistConfig,
 }
 
-fn citation(index: usize, h: &SearchHit) -> Citation {
+fn citation(index: usize, h: &SearchHit, home: Option<&HomeRegion>) -> Citation {
+    let jurisdiction = home.map(|r| r.scope(&h.payload, &h.title));
     Citation {
+        note: jurisdiction.as_ref().and_then(Scope::reference_note),
+        jurisdiction,
         index,
         kb: h.kb.clone(),
         title: h.title.clone(),
@@ -228,6 +248,19 @@ fn citation(index: usize, h: &SearchHit) -> Citation {
         similarity: h.similarity,
         text: h.text.clone(),
     }
+}
+
+/// Says whose practice an answer resting on another region's Q&A describes.
+fn attribution(citations: &[Citation]) -> Option<String> {
+    let regions: Vec<&str> = citations
+        .iter()
+        .filter_map(|c| match &c.jurisdiction {
+            Some(Scope::Foreign(r)) => Some(r.as_str()),
+            _ => None,
+        })
+        .collect();
+    let first = regions.first()?;
+    Some(format!("（说明：以上答复口径来自{first}，反映的是当地做法，仅供参考；在本地办理请以本地规定和主管部门答复为准。）"))
 }
 
 fn ms(t: Instant) -> f64 {
@@ -348,8 +381,16 @@ impl Assistant {
             notes: Vec::new(),
         };
 
+        // The question's embedding serves the facts layer (bundles by meaning) and retrieval.
+        let t = Instant::now();
+        let dense = match (&req.query_embedding, &answer.rewritten_question) {
+            (Some(e), None) if e.len() == self.embedder.dimension() => e.clone(),
+            _ => self.embedder.embed(&[q.as_str()], TextKind::Query)?.pop().unwrap_or_default(),
+        };
+        let embed_ms = ms(t);
+
         // 1. Structured facts: exact fields of a named record.
-        if let Some(m) = self.facts.lookup(&q, self.config.facts_min_score) {
+        if let Some(m) = self.facts.lookup(&q, Some(&dense), self.config.facts_min_score, self.config.bundle_min_similarity) {
             let allowed = match &m {
                 FactMatch::Item { item, .. } => kbs.iter().any(|k| k.def.id == item.kb),
                 FactMatch::Bundle { .. } => true,
@@ -372,6 +413,8 @@ impl Assistant {
                             score: *score,
                             similarity: None,
                             text: format!("受理部门：{}；承诺时限：{:?} 个工作日；材料 {} 项", item.department, item.promised_working_days, item.materials.len()),
+                            jurisdiction: None,
+                            note: None,
                         },
                         *score,
                     ),
@@ -391,6 +434,8 @@ impl Assistant {
                             score: *score,
                             similarity: None,
                             text: format!("本地牵头部门：{}；事项：{}", bundle.lead, bundle.items.join("、")),
+                            jurisdiction: None,
+                            note: None,
                         };
                         (cite, *score)
                     }
@@ -405,15 +450,16 @@ impl Assistant {
 
         // 2. Retrieval over every selected KB with one query embedding; route by similarity.
         let t = Instant::now();
-        let dense = match (&req.query_embedding, &answer.rewritten_question) {
-            (Some(e), None) if e.len() == self.embedder.dimension() => e.clone(),
-            _ => self.embedder.embed(&[q.as_str()], TextKind::Query)?.pop().unwrap_or_default(),
-        };
         let mut filter = Filter::none();
         if let Some(doc) = &req.exclude_doc {
             filter = filter.and(Condition::Ne { field: "doc_id".into(), value: doc.clone().into() });
         }
-        let opts = SearchOptions { limit: self.config.top_k, filter, ..Default::default() };
+        // Another region's local texts are set aside, so ask for more to keep top_k that apply.
+        // Citations always say where their rule holds; `any_region` only stops the setting aside.
+        let scope_home = self.config.home.as_ref();
+        let home = scope_home.filter(|_| !req.any_region);
+        let limit = if home.is_some() { self.config.top_k * 3 } else { self.config.top_k };
+        let opts = SearchOptions { limit, filter, ..Default::default() };
         // Description routing narrows the search to the KBs whose description is closest.
         let kbs: Vec<&Arc<KnowledgeBase>> = match self.config.routing {
             Routing::SearchAll => kbs,
@@ -427,14 +473,24 @@ impl Assistant {
             }
         };
         let mut per_kb: Vec<(String, Vec<SearchHit>)> = Vec::new();
+        let mut elsewhere: Vec<SearchHit> = Vec::new();
         for kb in &kbs {
             match kb.search_embedded(&q, &dense, &opts) {
-                Ok(hits) => per_kb.push((kb.def.id.clone(), hits)),
+                Ok(hits) => {
+                    let (mut applies, away) = self.by_jurisdiction(&kb.def.id, hits, home);
+                    applies.truncate(self.config.top_k);
+                    elsewhere.extend(away);
+                    per_kb.push((kb.def.id.clone(), applies));
+                }
                 Err(xiaoguan_kb::KbError::NotIngested(id)) => answer.notes.push(format!("knowledge base '{id}' is not ingested; skipped")),
                 Err(e) => return Err(e.into()),
             }
         }
-        timings.retrieve_ms = ms(t);
+        if !elsewhere.is_empty() {
+            elsewhere.sort_by(|a, b| b.similarity.unwrap_or(0.0).total_cmp(&a.similarity.unwrap_or(0.0)));
+            answer.notes.push(format!("{} passages of other regions' local texts set aside (not the rule here)", elsewhere.len()));
+        }
+        timings.retrieve_ms = ms(t) + embed_ms;
         let best_of = |hits: &[SearchHit]| hits.iter().filter_map(|h| h.similarity).fold(0.0f32, f32::max);
         let top = per_kb.iter().map(|(_, h)| best_of(h)).fold(0.0f32, f32::max);
         answer.routes = per_kb
@@ -471,7 +527,10 @@ impl Assistant {
                 answer.answered_by = AnsweredBy::Canonical;
                 answer.handoff = false;
                 answer.confidence = d.min(1.0);
-                answer.citations.push(citation(1, h));
+                answer.citations.push(citation(1, h, scope_home));
+                if let Some(note) = attribution(&answer.citations) {
+                    answer.text.push_str(&note);
+                }
                 on_text(&answer.text);
                 answer.timings = Timings { total_ms: ms(started), ..timings };
                 return Ok(answer);
@@ -479,7 +538,7 @@ impl Assistant {
         }
 
         // 4. Evidence gate.
-        answer.related = hits.iter().take(3).enumerate().map(|(i, h)| citation(i + 1, h)).collect();
+        answer.related = hits.iter().take(3).chain(elsewhere.iter().take(2)).enumerate().map(|(i, h)| citation(i + 1, h, scope_home)).collect();
         if hits.is_empty() || best_sim < self.config.evidence_min_similarity || coverage < self.config.evidence_min_coverage {
             answer.notes.push(format!(
                 "evidence gate: best similarity {best_sim:.3} (needs {:.2}), question coverage {coverage:.2} (needs {:.2})",
@@ -582,7 +641,11 @@ impl Assistant {
                         answer.answered_by = AnsweredBy::Generated;
                         answer.handoff = false;
                         answer.confidence = confidence * kept.len() as f32 / (kept.len() + removed) as f32;
-                        answer.citations = cited(&answer.text, &hits);
+                        answer.citations = cited(&answer.text, &hits, scope_home);
+                        if let Some(note) = attribution(&answer.citations) {
+                            on_text(&note);
+                            answer.text.push_str(&note);
+                        }
                         answer.timings = Timings { total_ms: ms(started), ..timings };
                         return Ok(answer);
                     }
@@ -613,10 +676,25 @@ impl Assistant {
         answer.answered_by = AnsweredBy::Extractive;
         answer.handoff = false;
         answer.confidence = confidence;
-        answer.citations = cited(&answer.text, &hits);
+        answer.citations = cited(&answer.text, &hits, scope_home);
+        if let Some(note) = attribution(&answer.citations) {
+            answer.text.push_str(&note);
+        }
         on_text(&answer.text);
         answer.timings = Timings { total_ms: ms(started), ..timings };
         Ok(answer)
+    }
+
+    /// Split a KB's hits into those whose rule applies in the home region and those of other
+    /// regions. A widened KB's hits all apply; so do the FAQ KBs' (vetted answers guide retrieval,
+    /// and an answer resting on another city's FAQ says whose practice it describes).
+    fn by_jurisdiction(&self, kb: &str, hits: Vec<SearchHit>, home: Option<&HomeRegion>) -> (Vec<SearchHit>, Vec<SearchHit>) {
+        match home {
+            Some(h) if !h.widen_kbs.iter().any(|k| k == kb) && !self.config.faq_kbs.iter().any(|k| k == kb) => {
+                hits.into_iter().partition(|hit| h.scope(&hit.payload, &hit.title).applies())
+            }
+            _ => (hits, Vec::new()),
+        }
     }
 
     fn handoff(&self, mut answer: Answer, on_text: &mut dyn FnMut(&str) -> bool, timings: Timings, started: Instant) -> Answer {
@@ -624,7 +702,8 @@ impl Assistant {
         if !answer.related.is_empty() {
             text.push_str("\n可能相关的资料：");
             for c in &answer.related {
-                text.push_str(&format!("\n[{}] {}", c.index, if c.heading_path.is_empty() { &c.title } else { &c.heading_path }));
+                let note = c.note.as_deref().map(|n| format!("（{n}）")).unwrap_or_default();
+                text.push_str(&format!("\n[{}] {}{note}", c.index, if c.heading_path.is_empty() { &c.title } else { &c.heading_path }));
             }
         }
         answer.text = text;
@@ -639,11 +718,11 @@ impl Assistant {
 }
 
 /// Citations for the [n] markers that occur in `text`, renumbered in order of first use.
-fn cited(text: &str, hits: &[SearchHit]) -> Vec<Citation> {
+fn cited(text: &str, hits: &[SearchHit], home: Option<&HomeRegion>) -> Vec<Citation> {
     let mut out: Vec<Citation> = Vec::new();
     for (i, h) in hits.iter().enumerate() {
         if text.contains(&format!("[{}]", i + 1)) {
-            out.push(citation(i + 1, h));
+            out.push(citation(i + 1, h, home));
         }
     }
     out

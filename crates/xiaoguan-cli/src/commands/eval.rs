@@ -102,7 +102,7 @@ fn pipeline(reg: &ModelRegistry, settings: &SettingsArgs, suite: &Suite) -> anyh
         "router": sys.router,
         "answer_config": s.answer,
     });
-    Ok(Pipeline { assistant, tickets, classifier, rules, dispatch: sys.dispatch, rule_bonus: s.dispatch.rule_bonus, embedder, mode, kbs: Vec::new(), router, describe })
+    Ok(Pipeline { assistant, tickets, classifier, rules, dispatch: sys.dispatch, rule_bonus: s.dispatch.rule_bonus, embedder, mode, kbs: Vec::new(), router, any_region: sys.any_region, describe })
 }
 
 fn timestamp_dir() -> PathBuf {

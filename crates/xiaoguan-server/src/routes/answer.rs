@@ -34,6 +34,10 @@ pub struct AskBody {
     /// auto | extractive | generate
     #[serde(default)]
     pub mode: Option<String>,
+    /// Take every region's local texts as applicable (by default another region's local rule is
+    /// only listed as a reference, 外地规定，仅供参考).
+    #[serde(default)]
+    pub any_region: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +194,7 @@ pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q):
         history: history_for(&st, conversation.as_deref()),
         kbs,
         mode: parse_mode(body.mode.as_deref())?,
+        any_region: body.any_region,
         ..Default::default()
     };
     let (rx, guard) = start(&st, who.key_id.clone(), req).await?;
