@@ -35,6 +35,20 @@ try {
   }
   await page.click('button[data-verdict="accept"]');
   await page.waitForFunction(() => document.querySelector('#fb-status').textContent.includes('已记录'), null, { timeout: 10000 });
+  // A ticket about one town: the town, the direct dispatch to its office and the rule behind it.
+  await page.fill('#ticket', '虎门镇金洲社区一家KTV每晚噪音扰民到凌晨两点');
+  await page.click('#analyze');
+  await page.waitForFunction(() => document.querySelector('#direct').textContent.includes('虎门镇'), null, { timeout: 30000 });
+  const direct = await page.textContent('#direct');
+  if (!direct.includes('直派 虎门镇综合行政执法办') || !direct.includes('town-nuisance')) fail('no direct dispatch to the town: ' + direct);
+  const units = await page.textContent('#depts');
+  if (!units.includes('市城市管理综合执法局')) fail('the ranking does not read Dongguan units: ' + units);
+  // A 一件事 ticket: the bundle card with every item's Dongguan unit.
+  await page.fill('#ticket', '我想把个体户转成公司，要跑哪些部门？');
+  await page.click('#analyze');
+  await page.waitForSelector('#bundle-card', { timeout: 30000 });
+  const bundle = await page.textContent('#bundle-card');
+  if (!bundle.includes('个体工商户转型为企业') || !bundle.includes('市税务局')) fail('no bundle card: ' + bundle);
   await page.fill('#question', '失业保险金最长能领多久？');
   await page.click('#send');
   await page.waitForFunction(() => document.querySelector('#chatlog').textContent.includes('置信度'), null, { timeout: 30000 });
