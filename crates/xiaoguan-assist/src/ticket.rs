@@ -111,8 +111,12 @@ const PRAISE_CUES: &[&str] = &["表扬", "感谢", "点赞", "锦旗", "致谢",
 const COMPLAINT_CUES: &[&str] = &["投诉", "不满", "不作为", "乱收费", "扰民", "违规", "违法"];
 const DISPUTE_CUES: &[&str] = &["纠纷", "拖欠", "欠薪", "讨薪", "退款", "押金", "赔偿", "违约", "合同", "房东", "租客", "邻居", "物业费", "装修", "维权", "工资"];
 
-/// The product's 诉求类型 from the classifier's three dev-data classes plus cue words.
-fn request_type_label(class: &str, text: &str) -> (String, &'static str) {
+/// The product's 诉求类型 from the classifier's three dev-data classes plus cue words; a ticket
+/// whose writer is in danger (a self-harm or life-danger signal) is a call for help.
+fn request_type_label(class: &str, text: &str, in_danger: bool) -> (String, &'static str) {
+    if in_danger {
+        return ("求助".into(), "classifier+rules");
+    }
     let has = |cues: &[&str]| cues.iter().any(|c| text.contains(c));
     if has(PRAISE_CUES) && !has(COMPLAINT_CUES) {
         return ("表扬".into(), "classifier+rules");
@@ -188,9 +192,12 @@ impl TicketAssist {
         let domain = predict(&self.classifiers.domain);
         let l1 = predict(&self.classifiers.category_l1);
         let dept = predict(&self.classifiers.department);
+        let signals = signals::detect(&text);
+        // A person in danger is asking for help, whatever the wording ("工作丢了…不想活了").
+        let in_danger = signals.flags.iter().any(|f| matches!(f.kind, signals::SignalKind::SelfHarm | signals::SignalKind::LifeDanger));
         let request_type = rt.as_ref().map(|p| {
             let mut f = field(p, "classifier");
-            let (label, source) = request_type_label(&f.label, &text);
+            let (label, source) = request_type_label(&f.label, &text, in_danger);
             f.label = label;
             f.source = source;
             f
@@ -216,7 +223,6 @@ impl TicketAssist {
             (_, false) => departments.first().is_none_or(|d| d.confidence < 0.4),
         } || departments.first().is_some_and(|d| !d.mapped)
             || direct_dispatch.as_ref().is_some_and(|d| d.needs_review);
-        let signals = signals::detect(&text);
         let similar_tickets: Vec<SimilarTicket> = domain
             .as_ref()
             .or(rt.as_ref())
@@ -275,11 +281,15 @@ mod tests {
 
     #[test]
     fn request_type_refinement() {
-        assert_eq!(request_type_label("投诉/求助", "我要举报小区违建").0, "举报");
-        assert_eq!(request_type_label("投诉/求助", "老人走失了，求助").0, "求助");
-        assert_eq!(request_type_label("投诉/求助", "投诉物业乱收费").0, "投诉");
-        assert_eq!(request_type_label("建言", "建议增设公交线路").0, "建议");
-        assert_eq!(request_type_label("咨询", "感谢街道工作人员的耐心帮助").0, "表扬");
+        assert_eq!(request_type_label("投诉/求助", "我要举报小区违建", false).0, "举报");
+        assert_eq!(request_type_label("投诉/求助", "老人走失了，求助", false).0, "求助");
+        assert_eq!(request_type_label("投诉/求助", "投诉物业乱收费", false).0, "投诉");
+        assert_eq!(request_type_label("建言", "建议增设公交线路", false).0, "建议");
+        assert_eq!(request_type_label("咨询", "感谢街道工作人员的耐心帮助", false).0, "表扬");
+        let text = "工作丢了，房租也交不起，真的不想活了";
+        let danger = signals::detect(text).flags.iter().any(|f| f.kind == signals::SignalKind::SelfHarm);
+        assert!(danger, "{:?}", signals::detect(text));
+        assert_eq!(request_type_label("建言", text, danger).0, "求助", "a person in danger asks for help");
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub struct RunOptions<'a> {
 pub fn run_suite(suite: &Suite, suite_sha: &str, sut: &dyn system::SystemUnderTest, opts: &RunOptions) -> Result<RunSummary, EvalError> {
     let started = std::time::Instant::now();
     let started_at = xiaoguan_kb::state::now_rfc3339();
-    let (mut items, datasets) = suite::load_items(suite, opts.data_root, opts.holdout_percent)?;
+    let (mut items, datasets) = suite::load_items(suite, opts.data_root, opts.repo_dir, opts.holdout_percent)?;
     if let Some(l) = opts.limit {
         items.truncate(l);
     }

@@ -133,6 +133,19 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                         }
                         serde_json::to_value(&a).unwrap_or(Value::Null)
                     }
+                    Task::Signals => {
+                        let raised = sut.signals(&item.input, &item.id)?;
+                        let gold: Vec<&str> = item.expected.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
+                        for kind in SIGNAL_KINDS {
+                            s.insert(format!("gold:{kind}"), gold.contains(&kind) as u8 as f64);
+                            s.insert(format!("pred:{kind}"), raised.iter().any(|r| r == kind) as u8 as f64);
+                        }
+                        s.insert("gold:escalate".into(), (!gold.is_empty()) as u8 as f64);
+                        s.insert("pred:escalate".into(), (!raised.is_empty()) as u8 as f64);
+                        let same = gold.len() == raised.len() && gold.iter().all(|g| raised.iter().any(|r| r == g));
+                        s.insert("correct".into(), same as u8 as f64);
+                        json!({"raised": raised, "expected": gold})
+                    }
                     Task::Ticket => {
                         let v = sut.ticket(&item.input, &item.id)?;
                         let reply = v.pointer("/suggested_reply/text").and_then(Value::as_str).unwrap_or_default();
@@ -180,7 +193,7 @@ fn failed_scores(task: Task, item: &Item) -> BTreeMap<String, f64> {
         Task::Retrieval => &["hit@1", "hit@5", "hit@10", "mrr", "ndcg@10"],
         Task::Classification | Task::Routing => &["top3", "abstained"],
         Task::Qa => &["rouge_l", "char_f1", "answered", "canonical", "score"],
-        Task::Refusal => &[],
+        Task::Refusal | Task::Signals => &[],
         Task::Ticket => &["reply_rouge_l", "reply_char_f1", "reply_answered", "escalated", "pii_leak"],
     };
     let mut s: BTreeMap<String, f64> = zeros.iter().map(|k| (k.to_string(), 0.0)).collect();
@@ -205,6 +218,14 @@ fn mean_of(results: &[ItemResult], idx: &[usize], key: &str) -> f64 {
         vals.iter().sum::<f64>() / vals.len() as f64
     }
 }
+
+/// The 弱信号 kinds scored by the signals task (as the detector names them).
+const SIGNAL_KINDS: [&str; 6] = ["life_danger", "self_harm", "mass_incident", "safety_hazard", "threat", "sensitive"];
+const SIGNAL_METRICS: [&str; 14] = [
+    "escalate_precision", "escalate_recall", "life_danger_precision", "life_danger_recall", "self_harm_precision", "self_harm_recall",
+    "mass_incident_precision", "mass_incident_recall", "safety_hazard_precision", "safety_hazard_recall", "threat_precision", "threat_recall",
+    "sensitive_precision", "sensitive_recall",
+];
 
 /// A metric computed on a subset of items (for bootstrap resamples and paired comparison).
 pub fn metric_on(task: Task, name: &str, results: &[ItemResult], idx: &[usize]) -> f64 {
@@ -236,6 +257,20 @@ pub fn metric_on(task: Task, name: &str, results: &[ItemResult], idx: &[usize]) 
                 _ => f64::NAN,
             }
         }
+        (Task::Signals, m) => {
+            // "{kind}_precision" / "{kind}_recall" over the items' gold and raised kinds.
+            let Some((kind, which)) = m.rsplit_once('_') else { return f64::NAN };
+            let pairs: Vec<(bool, bool)> = idx
+                .iter()
+                .map(|&i| (results[i].scores.get(&format!("pred:{kind}")) == Some(&1.0), results[i].scores.get(&format!("gold:{kind}")) == Some(&1.0)))
+                .collect();
+            let b = binary(&pairs);
+            match which {
+                "precision" => b.precision,
+                "recall" => b.recall,
+                _ => mean_of(results, idx, "correct"),
+            }
+        }
         (Task::Qa, "answered_rate") => mean_of(results, idx, "answered"),
         (Task::Qa, "canonical_rate") => mean_of(results, idx, "canonical"),
         (Task::Qa, "mean_score") => mean_of(results, idx, "score"),
@@ -252,6 +287,7 @@ pub fn metric_names(task: Task, results: &[ItemResult]) -> Vec<String> {
         Task::Qa => &["mean_score", "rouge_l", "char_f1", "answered_rate", "canonical_rate", "citation_hit@1", "citation_precision"],
         Task::Refusal => &["handoff_precision", "handoff_recall", "handoff_f1", "accuracy", "foreign_citation_rate"],
         Task::Ticket => &["reply_rouge_l", "reply_char_f1", "reply_answered", "escalated", "needs_review", "pii_leak_rate"],
+        Task::Signals => &SIGNAL_METRICS,
     };
     fixed
         .iter()
@@ -259,6 +295,7 @@ pub fn metric_names(task: Task, results: &[ItemResult]) -> Vec<String> {
             // Only metrics the items carry (e.g. citation metrics need an expected document).
             let key = match **m {
                 "accuracy" | "macro_f1" | "top3_accuracy" | "abstain_rate" | "accuracy_answered" | "handoff_precision" | "handoff_recall" | "handoff_f1" | "mean_score" | "answered_rate" | "canonical_rate" | "pii_leak_rate" => None,
+                m if m.ends_with("_precision") || m.ends_with("_recall") => None,
                 other => Some(other),
             };
             key.is_none_or(|k| results.iter().any(|r| r.scores.contains_key(k)))

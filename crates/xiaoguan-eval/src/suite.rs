@@ -17,6 +17,8 @@ pub enum Task {
     Qa,
     Refusal,
     Ticket,
+    /// 弱信号: the expected field lists signal kinds (empty = none); precision and recall per kind.
+    Signals,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +34,11 @@ pub enum Split {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dataset {
-    /// JSONL or JSON-array path, relative to the data root (absolute paths too).
+    /// JSONL or JSON-array path, relative to the data root (absolute paths too), or to the
+    /// repository with `base: repo` (a labelled set the project wrote).
     pub path: PathBuf,
+    #[serde(default)]
+    pub base: DatasetBase,
     #[serde(default)]
     pub split: Split,
     /// Keep rows whose `field` is one of `any_of` (and none of `none_of`).
@@ -47,6 +52,14 @@ pub struct Dataset {
     /// Rephrase each input deterministically (tests that matching survives wording changes).
     #[serde(default)]
     pub perturb: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetBase {
+    #[default]
+    Data,
+    Repo,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +211,8 @@ fn field_string(row: &Map<String, Value>, f: &str) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
+        // A list of labels (弱信号 kinds), comma-joined; an empty list is an empty label set.
+        Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
         _ => None,
     }
 }
@@ -226,11 +241,15 @@ pub fn perturb(text: &str, n: usize) -> String {
 }
 
 /// Rows of every dataset as items.
-pub fn load_items(suite: &Suite, data_root: &Path, holdout_percent: u64) -> Result<(Vec<Item>, Vec<LoadedDataset>), EvalError> {
+pub fn load_items(suite: &Suite, data_root: &Path, repo_dir: &Path, holdout_percent: u64) -> Result<(Vec<Item>, Vec<LoadedDataset>), EvalError> {
     let mut items = Vec::new();
     let mut loaded = Vec::new();
     for (di, d) in suite.datasets.iter().enumerate() {
-        let path = if d.path.is_absolute() { d.path.clone() } else { data_root.join(&d.path) };
+        let base = match d.base {
+            DatasetBase::Data => data_root,
+            DatasetBase::Repo => repo_dir,
+        };
+        let path = if d.path.is_absolute() { d.path.clone() } else { base.join(&d.path) };
         let (rows, sha) = xiaoguan_assist::classify::train::read_rows(&path).map_err(|e| EvalError::Input(e.to_string()))?;
         let total = rows.len();
         let mut kept = 0;
@@ -268,7 +287,7 @@ pub fn load_items(suite: &Suite, data_root: &Path, holdout_percent: u64) -> Resu
                     None => continue,
                 }
             }
-            if suite.task != Task::Qa && suite.task != Task::Ticket && expected.as_deref().is_none_or(|e| e.trim().is_empty()) {
+            if !matches!(suite.task, Task::Qa | Task::Ticket | Task::Signals) && expected.as_deref().is_none_or(|e| e.trim().is_empty()) {
                 continue;
             }
             let expected_doc = suite.fields.expected_doc.as_deref().map(|t| fill(t, row));
@@ -295,7 +314,7 @@ mod tests {
         std::fs::write(&suite_path, "name: t\ntask: routing\ndatasets:\n  - path: d.jsonl\n    filter: {field: dept, none_of: [Y]}\nfields: {id: id, input: [q], expected: dept, expected_doc: 'doc#{id}'}\nthresholds: {accuracy: 0.5}\n").unwrap();
         let (suite, sha) = Suite::load(&suite_path).unwrap();
         assert_eq!(sha.len(), 64);
-        let (items, loaded) = load_items(&suite, dir.path(), 20).unwrap();
+        let (items, loaded) = load_items(&suite, dir.path(), dir.path(), 20).unwrap();
         assert_eq!(items.len(), 1, "filtered and empty-label rows are dropped");
         assert_eq!(items[0].expected_doc.as_deref(), Some("doc#a"));
         assert_eq!(loaded[0].rows, 3);

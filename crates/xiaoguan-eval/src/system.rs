@@ -61,6 +61,14 @@ pub trait SystemUnderTest: Send + Sync {
     fn classify(&self, text: &str, id: &str) -> Result<ClassOutput, EvalError>;
     fn search(&self, query: &str, k: usize) -> Result<Vec<Retrieved>, EvalError>;
     fn ticket(&self, text: &str, id: &str) -> Result<Value, EvalError>;
+    /// The 弱信号 kinds raised for a text (`life_danger`, `mass_incident`, …).
+    fn signals(&self, text: &str, id: &str) -> Result<Vec<String>, EvalError> {
+        let v = self.ticket(text, id)?;
+        Ok(v.pointer("/signals/flags")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|f| f.get("kind").and_then(Value::as_str).map(String::from)).collect())
+            .unwrap_or_default())
+    }
     /// Knowledge bases ranked for a question (routing suites with a router).
     fn route(&self, _question: &str) -> Result<Vec<String>, EvalError> {
         Err(EvalError::Input("this system cannot report its routing".into()))
@@ -143,6 +151,12 @@ impl SystemUnderTest for Pipeline {
         let kb = a.kbs().first().ok_or_else(|| EvalError::Input("no knowledge base".into()))?;
         let hits = kb.search(query, &SearchOptions { limit: k, ..Default::default() }).map_err(internal)?;
         Ok(hits.into_iter().map(|h| Retrieved { doc_id: h.doc_id, chunk_id: h.chunk_id, text: h.text }).collect())
+    }
+
+    fn signals(&self, text: &str, _id: &str) -> Result<Vec<String>, EvalError> {
+        // The detector needs no model: run it as ticket assist does.
+        let report = xiaoguan_assist::signals::detect(text);
+        Ok(report.flags.iter().filter_map(|f| serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(String::from))).collect())
     }
 
     fn ticket(&self, text: &str, id: &str) -> Result<Value, EvalError> {
