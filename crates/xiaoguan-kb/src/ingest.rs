@@ -8,6 +8,16 @@
 //! the pending documents and resumes (point ids are deterministic, so nothing is duplicated).
 //! Deletes are flushed before the pending marks are cleared: an unflushed delete can be lost
 //! to a kill (found by the kill test).
+//!
+//! Cancellation ([`IngestControl::cancel`]) stops at the next batch boundary, or between embedding
+//! groups inside a batch, abandoning that batch before anything of it is written: the KB stays at
+//! its last commit and the next ingest resumes.
+//!
+//! Quarantine: a file found over a reader limit (`(limit NAME = VALUE)` in its reason) is set
+//! aside in `<kb>/quarantine/`: a `<slug>.reason.json` with the reason and the file's size and
+//! modification time, and for an upload the file itself, moved there. It is not read again until
+//! it is replaced (another size or modification time, or a new upload with that name); the
+//! documents it held before stay indexed, like those of a file that cannot be read.
 
 use crate::definition::{Base, KbDefinition, SourceSpec};
 use crate::kb::KnowledgeBase;
@@ -18,8 +28,11 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use xiaoguan_models::TextKind;
 use xiaoguan_store::{Condition, Filter, StorePoint, VectorStore};
@@ -54,6 +67,195 @@ pub struct IngestReport {
     pub skipped: Vec<Skipped>,
     pub seconds: f64,
     pub complete: bool,
+    /// Stopped by [`IngestControl::cancel`] (at a batch boundary: the KB is at its last commit).
+    pub cancelled: bool,
+    /// Files set aside by this ingest for being over a reader limit (see [`QuarantineEntry`]).
+    pub quarantined: Vec<QuarantineEntry>,
+}
+
+/// What an ingest can be told from outside while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct IngestControl {
+    /// Set (by a signal handler, a service shutting down) to stop at the next batch boundary.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl IngestControl {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+}
+
+/// A file set aside for being over a reader limit: `<kb>/quarantine/<slug>.reason.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QuarantineEntry {
+    /// The document key of the file (`uploads/<name>` for an upload).
+    pub key: String,
+    /// Where the file was found.
+    pub path: String,
+    /// The file itself, moved into the quarantine folder (uploads only: source files stay where they are).
+    pub stored: Option<String>,
+    pub reason: String,
+    /// The limit it is over ("max_unzipped_bytes").
+    pub limit: Option<String>,
+    pub bytes: u64,
+    /// Modification time (ns since the epoch): with `bytes`, how a replaced file is told apart.
+    pub modified_ns: u64,
+    pub at: String,
+}
+
+/// The limit a reader's refusal names: "… (limit max_unzipped_bytes = 67108864)" → max_unzipped_bytes.
+pub fn over_limit(reason: &str) -> Option<String> {
+    let at = reason.rfind("(limit ")?;
+    let rest = &reason[at + "(limit ".len()..];
+    let name = rest.split(" = ").next()?;
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| name.to_string())
+}
+
+/// The quarantine folder of a knowledge base's folder.
+pub fn quarantine_dir(kb_dir: &Path) -> PathBuf {
+    kb_dir.join("quarantine")
+}
+
+fn slug(key: &str) -> String {
+    let h = hex::encode(&Sha256::digest(key.as_bytes())[..4]);
+    let name: String = key.rsplit('/').next().unwrap_or(key).chars().map(|c| if c.is_alphanumeric() || ".-_".contains(c) { c } else { '_' }).collect();
+    format!("{h}-{}", name.trim_start_matches('.'))
+}
+
+fn fingerprint(path: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    let ns = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64;
+    Some((m.len(), ns))
+}
+
+/// Every quarantined file of the knowledge base in `kb_dir`, by key.
+pub fn list_quarantine(kb_dir: &Path) -> Vec<QuarantineEntry> {
+    let mut out: Vec<QuarantineEntry> = std::fs::read_dir(quarantine_dir(kb_dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".reason.json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// Forget a quarantined file (it was replaced or deleted): its reason file and moved copy go.
+/// True when there was one.
+pub fn release_quarantine(kb_dir: &Path, key: &str) -> bool {
+    let dir = quarantine_dir(kb_dir);
+    let s = slug(key);
+    let had = std::fs::remove_file(dir.join(format!("{s}.reason.json"))).is_ok();
+    let _ = std::fs::remove_file(dir.join(&s));
+    had
+}
+
+/// The reason file first (fsync'd), then the move: a crash in between leaves an entry whose
+/// file is still in place with the same fingerprint, which the next ingest skips and moves.
+fn quarantine_file(kb_dir: &Path, path: &Path, key: &str, reason: &str, upload: bool) -> std::io::Result<QuarantineEntry> {
+    let dir = quarantine_dir(kb_dir);
+    std::fs::create_dir_all(&dir)?;
+    let s = slug(key);
+    let (bytes, modified_ns) = fingerprint(path).unwrap_or((0, 0));
+    let entry = QuarantineEntry {
+        key: key.to_string(),
+        path: path.display().to_string(),
+        stored: upload.then(|| dir.join(&s).display().to_string()),
+        reason: reason.to_string(),
+        limit: over_limit(reason),
+        bytes,
+        modified_ns,
+        at: now_rfc3339(),
+    };
+    write_entry(&dir, &s, &entry)?;
+    if upload {
+        move_file(path, &dir.join(&s))?;
+    }
+    Ok(entry)
+}
+
+fn write_entry(dir: &Path, slug: &str, entry: &QuarantineEntry) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{slug}.reason.json.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(entry).expect("entry serializes"))?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(format!("{slug}.reason.json")))
+}
+
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        // Another file system: copy, then remove.
+        Err(_) => std::fs::copy(from, to).and_then(|_| std::fs::remove_file(from)),
+    }
+}
+
+/// Quarantine bookkeeping of one collection pass.
+struct QuarantinePass<'a> {
+    kb_dir: &'a Path,
+    entries: HashMap<String, QuarantineEntry>,
+    seen: HashSet<String>,
+    newly: Vec<QuarantineEntry>,
+}
+
+impl<'a> QuarantinePass<'a> {
+    fn new(kb_dir: &'a Path) -> Self {
+        let entries = list_quarantine(kb_dir).into_iter().map(|e| (e.key.clone(), e)).collect();
+        Self { kb_dir, entries, seen: HashSet::new(), newly: Vec::new() }
+    }
+
+    /// Before reading `path`: Some(skip) when it is the quarantined file itself (not replaced).
+    fn before_read(&mut self, path: &Path, key: &str, upload: bool) -> Option<Skipped> {
+        self.seen.insert(key.to_string());
+        let e = self.entries.get(key)?;
+        if fingerprint(path) == Some((e.bytes, e.modified_ns)) {
+            if upload {
+                // A crash between the reason file and the move: finish the move.
+                let _ = move_file(path, &quarantine_dir(self.kb_dir).join(slug(key)));
+            }
+            return Some(Skipped { path: path.display().to_string(), reason: format!("quarantined: {}", e.reason), key: key.to_string() });
+        }
+        // Replaced: read it again.
+        release_quarantine(self.kb_dir, key);
+        self.entries.remove(key);
+        None
+    }
+
+    /// After a read failed: quarantine it when the reason is a limit.
+    fn after_error(&mut self, path: &Path, key: &str, reason: &str, upload: bool) {
+        if over_limit(reason).is_none() {
+            return;
+        }
+        match quarantine_file(self.kb_dir, path, key, reason, upload) {
+            Ok(e) => {
+                tracing::warn!("{}: over a limit, quarantined: {reason}", path.display());
+                self.entries.insert(key.to_string(), e.clone());
+                self.newly.push(e);
+            }
+            Err(e) => tracing::warn!("{}: could not be quarantined: {e}", path.display()),
+        }
+    }
+
+    /// Entries whose file was not listed: a moved upload keeps its documents (skipped); a
+    /// source file that is gone is forgotten.
+    fn finish(self, skipped: &mut Vec<Skipped>) -> Vec<QuarantineEntry> {
+        for (key, e) in &self.entries {
+            if self.seen.contains(key) {
+                continue;
+            }
+            if e.stored.is_some() {
+                skipped.push(Skipped { path: e.path.clone(), reason: format!("quarantined: {}", e.reason), key: key.clone() });
+            } else {
+                release_quarantine(self.kb_dir, key);
+            }
+        }
+        self.newly
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +345,12 @@ fn keep_title(spec: &SourceSpec, title: &str) -> bool {
 
 /// Read every source of the definition: documents plus the files that were skipped and why.
 pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&Path>) -> Result<(Vec<SourceDoc>, Vec<Skipped>)> {
+    let mut q = None;
+    collect(def, data_root, uploads, &mut q, &IngestControl::default()).map(|(d, s, _)| (d, s))
+}
+
+/// [`collect_documents`] with the quarantine (when `q` is set) and cancellation (third value).
+fn collect(def: &KbDefinition, data_root: &Path, uploads: Option<&Path>, q: &mut Option<QuarantinePass>, control: &IngestControl) -> Result<(Vec<SourceDoc>, Vec<Skipped>, bool)> {
     let mut docs = Vec::new();
     let mut skipped = Vec::new();
     let mut keys = HashSet::new();
@@ -157,12 +365,19 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
             Base::Kb => def.dir.clone(),
         };
         for (path, key) in source_files(spec, &base, &mut skipped)? {
+            if control.cancelled() {
+                return Ok((docs, skipped, true));
+            }
             // Files whose name already fails the title rules are not read at all (records files
             // are, since each record has its own title).
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let records = matches!(spec.format, crate::definition::Format::Records | crate::definition::Format::Table)
                 || spec.records.is_some();
             if !records && !keep_title(spec, &stem) {
+                continue;
+            }
+            if let Some(skip) = q.as_mut().and_then(|q| q.before_read(&path, &key, false)) {
+                skipped.push(skip);
                 continue;
             }
             match read_file_with(&path, &key, spec, &def.limits) {
@@ -173,27 +388,27 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
                         }
                     }
                 }
-                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason, key }),
+                Err(e) => {
+                    if let Some(q) = q.as_mut() {
+                        q.after_error(&path, &key, &e.reason, false);
+                    }
+                    skipped.push(Skipped { path: e.path, reason: e.reason, key })
+                }
             }
         }
     }
     if let Some(dir) = uploads.filter(|d| d.is_dir()) {
-        let spec = SourceSpec {
-            base: Base::Kb,
-            include: vec!["*".into()],
-            // Dot files are the upload route's own (a file being written, a replaced version).
-            exclude: vec![".*".into()],
-            title_any: Vec::new(),
-            title_none: Vec::new(),
-            format: crate::definition::Format::Auto,
-            doc_type: "upload".into(),
-            region: def.metadata.region.clone(),
-            issuer: None,
-            records: None,
-        };
+        let spec = upload_spec(def);
         let mut unlisted = Vec::new();
         for (path, key) in source_files(&spec, dir, &mut unlisted)? {
+            if control.cancelled() {
+                return Ok((docs, skipped, true));
+            }
             let key = format!("uploads/{key}");
+            if let Some(skip) = q.as_mut().and_then(|q| q.before_read(&path, &key, true)) {
+                skipped.push(skip);
+                continue;
+            }
             match read_file_with(&path, &key, &spec, &def.limits) {
                 Ok(found) => {
                     for d in found {
@@ -202,12 +417,40 @@ pub fn collect_documents(def: &KbDefinition, data_root: &Path, uploads: Option<&
                         }
                     }
                 }
-                Err(e) => skipped.push(Skipped { path: e.path, reason: e.reason, key }),
+                Err(e) => {
+                    if let Some(q) = q.as_mut() {
+                        q.after_error(&path, &key, &e.reason, true);
+                    }
+                    skipped.push(Skipped { path: e.path, reason: e.reason, key })
+                }
             }
         }
         skipped.extend(unlisted.into_iter().map(|s| Skipped { key: format!("uploads/{}", s.key), ..s }));
     }
-    Ok((docs, skipped))
+    Ok((docs, skipped, false))
+}
+
+/// How files uploaded to a knowledge base are read (any supported format, `doc_type = "upload"`).
+pub fn upload_spec(def: &KbDefinition) -> SourceSpec {
+    SourceSpec {
+        base: Base::Kb,
+        include: vec!["*".into()],
+        // Dot files are the upload route's own (a file being written, a replaced version).
+        exclude: vec![".*".into()],
+        title_any: Vec::new(),
+        title_none: Vec::new(),
+        format: crate::definition::Format::Auto,
+        doc_type: "upload".into(),
+        region: def.metadata.region.clone(),
+        issuer: None,
+        records: None,
+    }
+}
+
+/// Read one upload as an ingest would, within the definition's limits (the service checks a
+/// file this way before it stores it). `name` is the upload's file name.
+pub fn check_upload(def: &KbDefinition, path: &Path, name: &str) -> std::result::Result<usize, crate::readers::ReadError> {
+    read_file_with(path, &format!("uploads/{name}"), &upload_spec(def), &def.limits).map(|d| d.len())
 }
 
 /// Where an ingest may find the stored vectors of a document version instead of embedding it.
@@ -277,9 +520,32 @@ impl KnowledgeBase {
     /// Ingest, taking the vectors of a document from `donors` (other KBs, same embedder) when one
     /// of them holds the same version of it: KBs that share documents embed them once.
     pub fn ingest_reusing(&self, opts: &IngestOptions, donors: &[&dyn VectorSource]) -> Result<IngestReport> {
+        self.ingest_controlled(opts, donors, &IngestControl::default())
+    }
+
+    /// [`ingest_reusing`](Self::ingest_reusing) that stops when `control.cancel` is set: at the
+    /// next batch boundary, or between embedding groups (the batch is then abandoned before
+    /// anything of it is written). The report says `cancelled`; the KB is at its last commit.
+    pub fn ingest_controlled(&self, opts: &IngestOptions, donors: &[&dyn VectorSource], control: &IngestControl) -> Result<IngestReport> {
         let started = Instant::now();
         let def = &self.def;
-        let (docs, skipped) = collect_documents(def, &opts.data_root, opts.uploads_dir.as_deref())?;
+        let mut q = Some(QuarantinePass::new(&self.dir));
+        let (docs, mut skipped, cancelled) = collect(def, &opts.data_root, opts.uploads_dir.as_deref(), &mut q, control)?;
+        let quarantined = q.take().map(|q| q.finish(&mut skipped)).unwrap_or_default();
+        if cancelled {
+            let s = self.state();
+            return Ok(IngestReport {
+                kb: def.id.clone(),
+                version: s.version,
+                total_chunks: s.total_chunks(),
+                skipped,
+                quarantined,
+                seconds: started.elapsed().as_secs_f64(),
+                complete: false,
+                cancelled: true,
+                ..Default::default()
+            });
+        }
         let state_path = self.dir.join("state.json");
         let mut state = self.state();
         state.embedder = self.embedder.model_id().to_string();
@@ -297,7 +563,7 @@ impl KnowledgeBase {
         // by the next commit.
         self.store.flush()?;
 
-        let mut report = IngestReport { kb: def.id.clone(), documents: docs.len(), skipped, ..Default::default() };
+        let mut report = IngestReport { kb: def.id.clone(), documents: docs.len(), skipped, quarantined, ..Default::default() };
         let all_keys: HashSet<String> = docs.iter().map(|d| d.key.clone()).collect();
         // (document, hash, chunks): each changed document is chunked once.
         let mut work: Vec<(SourceDoc, String, Vec<Chunk>)> = Vec::new();
@@ -333,9 +599,14 @@ impl KnowledgeBase {
         bar.set_message(format!("ingest {}", def.id));
 
         let mut stopped = false;
-        for (batches, batch) in work.chunks(opts.batch_docs.max(1)).enumerate() {
+        'batches: for (batches, batch) in work.chunks(opts.batch_docs.max(1)).enumerate() {
             if opts.max_batches.is_some_and(|m| batches >= m) {
                 stopped = true;
+                break;
+            }
+            if control.cancelled() {
+                stopped = true;
+                report.cancelled = true;
                 break;
             }
             state.pending = batch.iter().map(|(d, _, _)| d.key.clone()).collect();
@@ -354,6 +625,14 @@ impl KnowledgeBase {
                     continue;
                 }
                 for (group_no, group) in texts.chunks(64).enumerate() {
+                    if control.cancelled() {
+                        // Nothing of this batch is written yet: it is dropped, not committed.
+                        state.pending.clear();
+                        self.commit(&state, &state_path)?;
+                        stopped = true;
+                        report.cancelled = true;
+                        break 'batches;
+                    }
                     let refs: Vec<&str> = group.iter().map(String::as_str).collect();
                     let vecs = self.embedder.embed(&refs, TextKind::Passage)?;
                     for (j, dense) in vecs.into_iter().enumerate() {
