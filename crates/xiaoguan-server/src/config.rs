@@ -21,6 +21,14 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Conversations remembered for `conversation_id` (oldest forgotten first).
     pub max_conversations: usize,
+    /// Uploads, deletes and reindexes that may wait per knowledge base while its ingest runs;
+    /// more get 429 with Retry-After.
+    pub upload_queue: usize,
+    /// How long an upload (delete, reindex) request waits for its ingest before it answers
+    /// 202 with the upload's status to poll (`GET /v1/kbs/{id}/uploads/{upload_id}`).
+    pub upload_wait_secs: u64,
+    /// Upload statuses remembered for polling (oldest forgotten first).
+    pub max_upload_statuses: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +42,9 @@ impl Default for Limits {
             cpu_workers: 2,
             request_timeout_secs: 180,
             max_conversations: 2000,
+            upload_queue: 8,
+            upload_wait_secs: 30,
+            max_upload_statuses: 1000,
         }
     }
 }
@@ -50,6 +61,9 @@ pub struct ServerConfig {
     pub feedback_log: Option<PathBuf>,
     /// Load the generator (generation mode); off = extractive answers only.
     pub generator: bool,
+    /// After SIGTERM/SIGINT: seconds to drain answers and stop ingests before the process exits
+    /// whatever is still running.
+    pub shutdown_secs: u64,
     pub limits: Limits,
 }
 
@@ -61,6 +75,7 @@ impl Default for ServerConfig {
             keys_file: None,
             feedback_log: None,
             generator: true,
+            shutdown_secs: 10,
             limits: Limits::default(),
         }
     }

@@ -5,6 +5,21 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use xiaoguan_assist::AssistError;
 
+/// The body of every error response.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// invalid_request, unauthorized, forbidden, not_found, payload_too_large, over_limit,
+    /// unsupported_media_type, overloaded, unavailable, internal_error
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -34,6 +49,17 @@ impl ApiError {
     }
     pub fn busy(retry_after: u64) -> Self {
         Self { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the generator queue is full; retry later") }
+    }
+    /// A file over one of the readers' limits (named in the message).
+    pub fn over_limit(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "over_limit", m)
+    }
+    /// The knowledge base's ingest queue is full.
+    pub fn queue_full(kb: &str, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", format!("the ingest queue of knowledge base '{kb}' is full; retry later"))
+        }
     }
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m)
@@ -89,5 +115,59 @@ where
                 Err(ApiError::new(status, kind, rej.body_text()))
             }
         }
+    }
+}
+
+fn rejected(status: StatusCode, text: String) -> ApiError {
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "invalid_request",
+    };
+    let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+    ApiError::new(status, kind, text)
+}
+
+/// Query strings whose rejections are JSON errors.
+pub struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| Query(q.0)).map_err(|r| rejected(r.status(), r.body_text()))
+    }
+}
+
+/// Path parameters whose rejections (bad percent-encoding) are JSON errors.
+pub struct Path<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(|r| rejected(r.status(), r.body_text()))
+    }
+}
+
+/// A raw body whose rejections (over the body limit) are JSON errors.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S> axum::extract::FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state).await.map(RawBody).map_err(|r| rejected(r.status(), r.body_text()))
     }
 }

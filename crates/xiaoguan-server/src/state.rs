@@ -8,7 +8,7 @@ use crate::feedback::FeedbackLog;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use xiaoguan_assist::qa::rewrite::Turn;
@@ -40,8 +40,15 @@ pub struct AppState {
     /// Retrieval, classification and ticket assist share the CPU workers.
     pub cpu: Arc<Semaphore>,
     pub conversations: Mutex<Conversations>,
-    /// One ingest per KB at a time.
-    pub ingest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Upload / delete / reindex jobs: one bounded queue and worker per KB, pollable statuses.
+    pub jobs: crate::jobs::Jobs,
+    /// Set by SIGTERM/SIGINT: new jobs are refused (503).
+    pub shutting_down: AtomicBool,
+    /// Shared by every running ingest: set at shutdown, they stop at the next batch boundary.
+    pub cancel_ingests: Arc<AtomicBool>,
+    /// Ingest workers take it before each ingest: holding it holds them back (tests fill a
+    /// queue deterministically this way; an operator could pause ingests with it).
+    pub ingest_hold: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -99,9 +106,6 @@ impl AppState {
         self.cpu.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))
     }
 
-    pub fn ingest_lock(&self, kb: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.ingest_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(kb.to_string()).or_default().clone()
-    }
 }
 
 /// Counts a request waiting for the generator for as long as it lives.

@@ -356,3 +356,190 @@ async fn ticket_assist_and_classify() {
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["ranked"][0]["label"], "人社局");
 }
+
+/// A .docx whose document.xml inflates to `inflated` bytes of one repeated paragraph.
+fn docx_bomb(inflated: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("[Content_Types].xml", o).unwrap();
+        z.write_all(br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#).unwrap();
+        z.start_file("word/document.xml", o).unwrap();
+        z.write_all(br#"<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>"#).unwrap();
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut left = inflated;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            z.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        z.write_all(b"</w:t></w:r></w:p></w:body></w:document>").unwrap();
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn upload_uri(kb: &str, name: &str) -> String {
+    let enc: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"._-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    format!("/v1/kbs/{kb}/documents?filename={enc}")
+}
+
+#[tokio::test]
+async fn a_bomb_upload_is_refused_with_its_limit_and_the_next_upload_is_indexed_at_once() {
+    let env = setup(keys(), 4, false);
+    let admin = Some("admin-key");
+    let bomb = docx_bomb(3 * 1024 * 1024);
+    assert!(bomb.len() < 4096, "the bomb fits the upload limit: {} bytes", bomb.len());
+    let t = std::time::Instant::now();
+    let (s, body, _) = call_raw(&env, "POST", &upload_uri("kb-a", "bomb.docx"), admin, Some(bomb), "application/octet-stream").await;
+    let refuse_ms = t.elapsed().as_secs_f64() * 1e3;
+    let e: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(e["error"]["type"], "over_limit", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("bomb.docx: ") && msg.contains("(limit max_"), "{msg}");
+    assert!(refuse_ms < 5000.0, "refused in {refuse_ms:.0} ms");
+    // Nothing of it was stored.
+    assert!(!env.tmp.path().join("uploads/kb-a/bomb.docx").exists());
+    assert_eq!(std::fs::read_dir(env.tmp.path().join("uploads/.incoming")).unwrap().count(), 0);
+    // The next good upload is indexed at once.
+    let t = std::time::Instant::now();
+    let (s, r) = {
+        let (s, b, _) = call_raw(&env, "POST", &upload_uri("kb-a", "good.md"), admin, Some("# 好文件\n\n一、说明\n\n独特标记词：白鹭计划。\n".into()), "application/octet-stream").await;
+        (s, serde_json::from_slice::<Value>(&b).unwrap())
+    };
+    let index_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["state"], "indexed", "{r}");
+    assert!(index_ms < 5000.0, "indexed in {index_ms:.0} ms");
+    eprintln!("bomb refused in {refuse_ms:.0} ms; next upload indexed in {index_ms:.0} ms");
+    // Its status stays pollable.
+    let (s, st) = call(&env, "GET", &format!("/v1/kbs/kb-a/uploads/{}", r["upload_id"].as_str().unwrap()), admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(st["state"], "indexed");
+    assert_eq!(st["doc_id"], "uploads/good.md");
+    assert_eq!(call(&env, "GET", "/v1/kbs/kb-a/uploads/up-nope", admin, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&env, "GET", &format!("/v1/kbs/kb-b/uploads/{}", r["upload_id"].as_str().unwrap()), admin, None).await.0, StatusCode::NOT_FOUND, "another KB's id");
+    assert_eq!(call(&env, "GET", &format!("/v1/kbs/kb-a/uploads/{}", r["upload_id"].as_str().unwrap()), Some("agent-a"), None).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_bomb_found_by_an_ingest_is_quarantined_listed_and_not_read_again_until_replaced() {
+    let env = setup(keys(), 4, false);
+    let admin = Some("admin-key");
+    // As a file left in the uploads folder by an older version would be.
+    let dir = env.tmp.path().join("uploads/kb-a");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bomb.docx"), docx_bomb(8 * 1024 * 1024)).unwrap();
+    let (s, r) = call(&env, "POST", "/v1/kbs/kb-a/reindex", admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["ingest"]["quarantined"][0]["doc_id"], "uploads/bomb.docx", "{r}");
+    assert!(!dir.join("bomb.docx").exists(), "moved out of the uploads folder");
+    let (_, info) = call(&env, "GET", "/v1/kbs/kb-a", admin, None).await;
+    let q = info["quarantine"].as_array().unwrap();
+    assert_eq!(q.len(), 1, "{info}");
+    assert_eq!(q[0]["doc_id"], "uploads/bomb.docx");
+    assert!(q[0]["limit"].as_str().unwrap().starts_with("max_"), "{info}");
+    assert!(q[0]["reason"].as_str().unwrap().contains("(limit "), "{info}");
+    let kb_dir = env.tmp.path().join("kbs/kb-a/quarantine");
+    assert!(std::fs::read_dir(&kb_dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".reason.json")));
+    // The next ingest does not read it again (and does not lose anything).
+    let (s, r) = call(&env, "POST", "/v1/kbs/kb-a/reindex", admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["ingest"]["quarantined"].as_array().unwrap().is_empty(), "{r}");
+    assert!(r["ingest"]["skipped"].as_array().unwrap().iter().any(|s| s["reason"].as_str().unwrap().starts_with("quarantined: ")), "{r}");
+    // Replaced by a good upload with that name: released and indexed.
+    let (s, b, _) = call_raw(&env, "POST", &upload_uri("kb-a", "bomb.docx"), admin, Some(docx_bomb(100)), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let (_, info) = call(&env, "GET", "/v1/kbs/kb-a", admin, None).await;
+    assert!(info["quarantine"].as_array().unwrap().is_empty(), "{info}");
+    assert!(info["document_list"].as_array().unwrap().iter().any(|d| d["doc_id"] == "uploads/bomb.docx"), "{info}");
+}
+
+#[tokio::test]
+async fn a_full_ingest_queue_is_429_with_retry_after_and_statuses_are_pollable() {
+    let env = setup(keys(), 4, false);
+    // The same KBs behind a state with a queue of one and no waiting: every accepted upload
+    // answers 202 at once.
+    let mut config = ServerConfig::default();
+    config.limits.upload_queue = 1;
+    config.limits.upload_wait_secs = 0;
+    config.limits.max_upload_bytes = 4096;
+    let state = xiaoguan_server::state(config, keys(), &env.tmp.path().join("feedback2.jsonl")).unwrap();
+    let ready = env.state.ready.get().unwrap();
+    let ready = Ready { assistant: ready.assistant.clone(), tickets: ready.tickets.clone(), kb_defs: Vec::new(), uploads_root: ready.uploads_root.clone(), data_root: ready.data_root.clone() };
+    assert!(state.ready.set(ready).is_ok());
+    let env = Env { state, tmp: env.tmp };
+    let admin = Some("admin-key");
+    let hold = env.state.ingest_hold.lock().await;
+    let up = |n: usize| format!("# 文件{n}\n\n一、说明\n\n排队测试{n}。\n").into_bytes();
+    let (s, b, _) = call_raw(&env, "POST", &upload_uri("kb-a", "q1.md"), admin, Some(up(1)), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let first: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(first["state"], "queued");
+    // The worker takes the first job and waits at the hold; the second fills the queue.
+    for _ in 0..200 {
+        if env.state.jobs.queued("kb-a") == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (s, b, _) = call_raw(&env, "POST", &upload_uri("kb-a", "q2.md"), admin, Some(up(2)), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    let second: Value = serde_json::from_slice(&b).unwrap();
+    let t = std::time::Instant::now();
+    let (s, b, h) = call_raw(&env, "POST", &upload_uri("kb-a", "q3.md"), admin, Some(up(3)), "application/octet-stream").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{}", String::from_utf8_lossy(&b));
+    assert!(t.elapsed() < std::time::Duration::from_secs(1), "refused at once");
+    assert!(h.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v > 0), "{h:?}");
+    let e: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(e["error"]["type"], "overloaded");
+    assert!(!env.tmp.path().join("uploads/kb-a/q3.md").exists(), "a refused upload is not stored");
+    // Deletes and reindexes wait in the same queue.
+    assert_eq!(call(&env, "POST", "/v1/kbs/kb-a/reindex", admin, None).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let (_, info) = call(&env, "GET", "/v1/kbs/kb-a", admin, None).await;
+    assert_eq!(info["ingest_queue"]["queued"], 1, "{info}");
+    let url = |v: &Value| v["status_url"].as_str().unwrap().to_string();
+    let (s, st) = call(&env, "GET", &url(&second), admin, None).await;
+    assert_eq!((s, st["state"].as_str().unwrap()), (StatusCode::OK, "queued"), "{st}");
+    drop(hold);
+    for v in [&first, &second] {
+        let mut last = Value::Null;
+        for _ in 0..500 {
+            last = call(&env, "GET", &url(v), admin, None).await.1;
+            if last["state"] == "indexed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(last["state"], "indexed", "{last}");
+        assert!(last["ingest"]["total_chunks"].as_u64().unwrap() > 0, "{last}");
+        assert!(last["seconds"].as_f64().is_some(), "{last}");
+    }
+    let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "排队测试2", "limit": 5}))).await;
+    assert!(found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("排队测试2")), "{found}");
+}
+
+#[tokio::test]
+async fn every_route_declares_its_error_statuses() {
+    let env = setup(Keys::default(), 4, false);
+    let (_, doc) = call(&env, "GET", "/openapi.json", None, None).await;
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object(), "{}", doc["components"]);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let codes: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+            if path.starts_with("/v1/") {
+                for need in ["401", "403", "503"] {
+                    assert!(codes.iter().any(|c| c.as_str() == need), "{method} {path} lacks {need}: {codes:?}");
+                }
+            }
+            if method == "post" && path != "/v1/kbs/{id}/documents" && path != "/v1/kbs/{id}/reindex" {
+                for need in ["400", "413", "415"] {
+                    assert!(codes.iter().any(|c| c.as_str() == need), "{method} {path} lacks {need}: {codes:?}");
+                }
+            }
+        }
+    }
+}

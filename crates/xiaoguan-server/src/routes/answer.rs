@@ -4,9 +4,9 @@
 
 use super::Caller;
 use crate::auth::Action;
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, ErrorBody, Json, Query};
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -177,7 +177,16 @@ fn remember(st: &AppState, conversation: Option<&str>, question: &str, answer: &
 #[utoipa::path(post, path = "/v1/ask", request_body = AskBody,
     params(("stream" = Option<bool>, Query, description = "Stream as server-sent events: `delta` events, then one `answer` event")),
     responses((status = 200, description = "The answer: text, citations, answered_by, handoff, confidence, timings, KB versions, model ids"),
-               (status = 400, description = "Bad input"), (status = 401, description = "No or unknown key"), (status = 403, description = "Outside the key's role or scope"), (status = 429, description = "Generator queue full")))]
+               (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
+               (status = 401, description = "No or unknown key", body = ErrorBody),
+               (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
+               (status = 404, description = "Unknown knowledge base, classifier or model", body = ErrorBody),
+               (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
+               (status = 415, description = "Not application/json", body = ErrorBody),
+               (status = 422, description = "JSON of the wrong shape (missing or unknown fields, wrong types)", body = ErrorBody),
+               (status = 429, description = "Generator queue full (Retry-After)", body = ErrorBody),
+               (status = 500, description = "Failed on the service's side", body = ErrorBody),
+               (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q): Query<StreamQuery>, Json(body): Json<AskBody>) -> Result<Response, ApiError> {
     who.require(Action::Answer)?;
     let ready = st.ready()?;
@@ -268,7 +277,16 @@ fn extension(a: &Answer) -> Value {
 
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatRequest,
     responses((status = 200, description = "An OpenAI chat.completion (or a stream of chat.completion.chunk) with the `xiaoguan` extension field: handoff, citations, answered_by, confidence, KB versions, models"),
-               (status = 400, description = "Bad input"), (status = 404, description = "Unknown model / knowledge base"), (status = 429, description = "Generator queue full")))]
+               (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
+               (status = 401, description = "No or unknown key", body = ErrorBody),
+               (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
+               (status = 404, description = "Unknown knowledge base, classifier or model", body = ErrorBody),
+               (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
+               (status = 415, description = "Not application/json", body = ErrorBody),
+               (status = 422, description = "JSON of the wrong shape (missing or unknown fields, wrong types)", body = ErrorBody),
+               (status = 429, description = "Generator queue full (Retry-After)", body = ErrorBody),
+               (status = 500, description = "Failed on the service's side", body = ErrorBody),
+               (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn chat(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<ChatRequest>) -> Result<Response, ApiError> {
     who.require(Action::Answer)?;
     let ready = st.ready()?;

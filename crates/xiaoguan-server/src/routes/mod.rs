@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/kbs/{id}", get(kbs::get_one))
         .route("/v1/kbs/{id}/documents/{doc}", delete(kbs::remove))
         .route("/v1/kbs/{id}/reindex", post(kbs::reindex))
+        .route("/v1/kbs/{id}/uploads/{upload_id}", get(kbs::upload_status))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .merge(uploads);
     Router::new()

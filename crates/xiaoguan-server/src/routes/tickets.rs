@@ -2,7 +2,7 @@
 
 use super::Caller;
 use crate::auth::Action;
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, ErrorBody, Json};
 use crate::feedback::FeedbackRequest;
 use crate::state::AppState;
 use axum::extract::State;
@@ -36,7 +36,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
 }
 
 #[utoipa::path(post, path = "/v1/tickets/assist", request_body = TicketBody,
-    responses((status = 200, description = "Masked text, summary, request type, domain, category, departments with reasons, 弱信号 flags, suggested reply, similar tickets, review flags")))]
+    responses((status = 200, description = "Masked text, summary, request type, domain, category, departments with reasons, 弱信号 flags, suggested reply, similar tickets, review flags"),
+               (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
+               (status = 401, description = "No or unknown key", body = ErrorBody),
+               (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
+               (status = 404, description = "Unknown knowledge base, classifier or model", body = ErrorBody),
+               (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
+               (status = 415, description = "Not application/json", body = ErrorBody),
+               (status = 422, description = "JSON of the wrong shape (missing or unknown fields, wrong types)", body = ErrorBody),
+               (status = 429, description = "Generator queue full (Retry-After)", body = ErrorBody),
+               (status = 500, description = "Failed on the service's side", body = ErrorBody),
+               (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn assist(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<TicketBody>) -> Result<Response, ApiError> {
     who.require(Action::Tickets)?;
     let ready = st.ready()?;
@@ -70,7 +80,16 @@ pub struct ClassifyBody {
 }
 
 #[utoipa::path(post, path = "/v1/classify", request_body = ClassifyBody,
-    responses((status = 200, description = "label (null when abstaining), confidence, ranked labels, similar examples"), (status = 404, description = "Unknown classifier")))]
+    responses((status = 200, description = "label (null when abstaining), confidence, ranked labels, similar examples"),
+               (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
+               (status = 401, description = "No or unknown key", body = ErrorBody),
+               (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
+               (status = 404, description = "Unknown knowledge base, classifier or model", body = ErrorBody),
+               (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
+               (status = 415, description = "Not application/json", body = ErrorBody),
+               (status = 422, description = "JSON of the wrong shape (missing or unknown fields, wrong types)", body = ErrorBody),
+               (status = 500, description = "Failed on the service's side", body = ErrorBody),
+               (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn classify(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<ClassifyBody>) -> Result<Response, ApiError> {
     who.require(Action::Classify)?;
     let ready = st.ready()?;
@@ -131,7 +150,16 @@ fn filter_condition(field: String, v: Value) -> Result<Condition, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/search", request_body = SearchBody,
-    responses((status = 200, description = "Hybrid (dense + BM25) hits with citations"), (status = 403, description = "KB outside the key's scope"), (status = 404, description = "Unknown KB")))]
+    responses((status = 200, description = "Hybrid (dense + BM25) hits with citations"),
+               (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
+               (status = 401, description = "No or unknown key", body = ErrorBody),
+               (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
+               (status = 404, description = "Unknown knowledge base, classifier or model", body = ErrorBody),
+               (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
+               (status = 415, description = "Not application/json", body = ErrorBody),
+               (status = 422, description = "JSON of the wrong shape (missing or unknown fields, wrong types)", body = ErrorBody),
+               (status = 500, description = "Failed on the service's side", body = ErrorBody),
+               (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<SearchBody>) -> Result<Response, ApiError> {
     who.require(Action::Search)?;
     let ready = st.ready()?;
@@ -163,7 +191,16 @@ pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
 }
 
 #[utoipa::path(post, path = "/v1/feedback", request_body = FeedbackRequest,
-    responses((status = 200, description = "Stored durably (fsync'd) with its id")))]
+    responses((status = 200, description = "Stored durably (fsync'd) with its id"),
+               (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
+               (status = 401, description = "No or unknown key", body = ErrorBody),
+               (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
+               (status = 404, description = "Unknown knowledge base, classifier or model", body = ErrorBody),
+               (status = 413, description = "Body over max_body_bytes", body = ErrorBody),
+               (status = 415, description = "Not application/json", body = ErrorBody),
+               (status = 422, description = "JSON of the wrong shape (missing or unknown fields, wrong types)", body = ErrorBody),
+               (status = 500, description = "Failed on the service's side", body = ErrorBody),
+               (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn feedback(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<FeedbackRequest>) -> Result<Response, ApiError> {
     who.require(Action::Feedback)?;
     if body.target.trim().is_empty() || body.target.len() > 64 {
