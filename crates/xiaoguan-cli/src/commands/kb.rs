@@ -194,21 +194,35 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             Ok(())
         }
         KbCmd::Ingest { ids, batch_docs, quiet, no_reuse } => {
+            // SIGINT/SIGTERM: the ingest stops at the next batch boundary (a second one: at once).
+            let interrupt = xiaoguan_server::Interrupt::watch();
+            let control = xiaoguan_kb::ingest::IngestControl { cancel: Some(interrupt.flag.clone()) };
             for id in ids {
                 let def = definition::find(&defs, id)?;
                 let kb = open(reg, def)?;
                 let donors = Donors::new(reg, &defs, def);
                 let sources: Vec<&dyn VectorSource> = if *no_reuse { Vec::new() } else { vec![&donors] };
                 let opts = IngestOptions { data_root: paths.data_root(), progress: !quiet, batch_docs: *batch_docs, max_batches: None, uploads_dir: Some(uploads_dir(reg, id)) };
-                let r = kb.ingest_reusing(&opts, &sources)?;
+                let r = kb.ingest_controlled(&opts, &sources, &control)?;
                 drop(donors);
+                for q in &r.quarantined {
+                    eprintln!("  quarantined {}: {} (moved aside; not read again until replaced)", q.path, q.reason);
+                }
+                if r.cancelled {
+                    eprintln!(
+                        "error: ingest of '{id}' stopped by {} at a batch boundary: version {}, {} chunks embedded before it stopped; the knowledge base is at its last commit — run `xiaoguan kb ingest {id}` again to resume",
+                        interrupt.signal().unwrap_or("a signal"), r.version, r.chunks_embedded
+                    );
+                    drop(kb);
+                    std::process::exit(interrupt.exit_code());
+                }
                 let secs = r.seconds.max(1e-9);
                 println!(
                     "{id}: version {}, {} documents ({} added, {} changed, {} unchanged, {} removed), {} chunks embedded, {} reused from other KBs, {} chunks in total, {} files skipped, {:.1}s ({:.1} docs/s, {:.1} chunks/s, {:.1} embedded/s)",
                     r.version, r.documents, r.added, r.changed, r.unchanged, r.removed, r.chunks_embedded, r.chunks_reused, r.total_chunks,
                     r.skipped.len(), r.seconds, (r.added + r.changed) as f64 / secs, (r.chunks_embedded + r.chunks_reused) as f64 / secs, r.chunks_embedded as f64 / secs
                 );
-                for s in &r.skipped {
+                for s in r.skipped.iter().filter(|s| !r.quarantined.iter().any(|q| q.path == s.path)) {
                     eprintln!("  skipped {}: {}", s.path, s.reason);
                 }
             }
@@ -300,6 +314,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
                     "id": def.id, "version": s.version, "updated_at": s.updated_at, "embedder": s.embedder,
                     "documents": s.documents.len(), "chunks": s.total_chunks(), "points": points,
                     "points_by_doc_type": by_type, "pending": s.pending, "disk_bytes": super::disk_usage(&kb.dir),
+                    "quarantine": xiaoguan_kb::ingest::list_quarantine(&kb.dir),
                 }))?
             );
             Ok(())

@@ -29,6 +29,15 @@ pub struct ServeArgs {
     /// Generator queue length before 429.
     #[arg(long, env = "XIAOGUAN_QUEUE")]
     pub queue: Option<usize>,
+    /// Seconds from SIGTERM/SIGINT to exit, whatever is still running (default 10).
+    #[arg(long, env = "XIAOGUAN_SHUTDOWN_SECS")]
+    pub shutdown_secs: Option<u64>,
+    /// Uploads (deletes, reindexes) that may wait per knowledge base before 429 (default 8).
+    #[arg(long, env = "XIAOGUAN_UPLOAD_QUEUE")]
+    pub upload_queue: Option<usize>,
+    /// Seconds an upload request waits for its ingest before answering 202 with a status to poll (default 30).
+    #[arg(long, env = "XIAOGUAN_UPLOAD_WAIT_SECS")]
+    pub upload_wait_secs: Option<u64>,
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
@@ -79,6 +88,15 @@ pub fn serve(reg: ModelRegistry, args: &ServeArgs) -> anyhow::Result<()> {
     if args.no_generator {
         config.generator = false;
     }
+    if let Some(s) = args.shutdown_secs {
+        config.shutdown_secs = s;
+    }
+    if let Some(q) = args.upload_queue {
+        config.limits.upload_queue = q;
+    }
+    if let Some(w) = args.upload_wait_secs {
+        config.limits.upload_wait_secs = w;
+    }
     let keys = match &config.keys_file {
         Some(p) => Keys::load(p).map_err(|e| anyhow::anyhow!(xiaoguan_assist::AssistError::InvalidInput(e)))?,
         None => Keys::default(),
@@ -104,7 +122,22 @@ pub fn serve(reg: ModelRegistry, args: &ServeArgs) -> anyhow::Result<()> {
         Ok(Ready { assistant, tickets, kb_defs, uploads_root, data_root })
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(xiaoguan_server::serve(st, build))
+    let report = rt.block_on(xiaoguan_server::serve(st, build))?;
+    // Dropping the runtime would wait for every blocking thread (a model still loading, an
+    // ingest cut off at the deadline: the 38 s after "drained"); they are left to the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    let code = report.exit_code();
+    if code != 0 {
+        eprintln!(
+            "xiaoguan serve: {} ingest job(s) cancelled{}; every knowledge base is at its last commit and the next ingest resumes (exit {code})",
+            report.cancelled_jobs,
+            if report.forced { ", cut off at the shutdown deadline" } else { "" }
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
 }
 
 pub fn feedback(reg: &ModelRegistry, cmd: &FeedbackCmd) -> anyhow::Result<()> {

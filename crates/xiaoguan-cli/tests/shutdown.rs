@@ -1,0 +1,258 @@
+//! SIGTERM and SIGINT: `kb ingest` stops at a batch boundary and exits non-zero with a message;
+//! `serve` stops accepting, cancels a running ingest and exits within its bound with a code
+//! that says so; the next ingest resumes and leaves the KB consistent. Over-limit files are
+//! quarantined by `kb ingest` and listed by `kb stats`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xiaoguan_kb::definition::KbDefinition;
+use xiaoguan_kb::KnowledgeBase;
+use xiaoguan_models::{fixtures, BertEmbedder, Embedder};
+use xiaoguan_store::{Condition, Filter};
+
+const MANIFEST: &str = r#"
+id = "tiny-e5"
+kind = "embed"
+description = "tiny test embedder"
+[license]
+name = "test"
+terms = "test"
+[assemble]
+format = "e5-packed"
+member = "x"
+[embed]
+dimension = 64
+max_tokens = 32
+query_prefix = "query: "
+passage_prefix = "passage: "
+pooling = "mean"
+normalize = true
+[[packages]]
+name = "x"
+version = "1"
+file = "x.whl"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+bytes = 1
+"#;
+
+fn write_docs(root: &Path, docs: usize, round: usize) {
+    std::fs::create_dir_all(root.join("data/laws")).unwrap();
+    for d in 0..docs {
+        let mut text = format!("# 测试条例{d}-r{round}\n<!-- INFO END -->\n## 第一章 总则\n");
+        for a in 1..=40 {
+            text.push_str(&format!("第{}条 社保卡丢了怎么补办。建筑工程施工许可证。条例{d}第{a}条（第{round}版）。\n", xiaoguan_text::numerals::to_chinese(a)));
+        }
+        std::fs::write(root.join(format!("data/laws/测试条例{d}.md")), text).unwrap();
+    }
+}
+
+fn setup(root: &Path, docs: usize, limits: &str) {
+    let model = root.join("home/models/tiny-e5");
+    fixtures::tiny_embedder_dir(&model).unwrap();
+    std::fs::write(model.join("xiaoguan-model.json"), r#"{"id":"tiny-e5","manifest_sha256":"x","files":[]}"#).unwrap();
+    std::fs::create_dir_all(root.join("manifests")).unwrap();
+    std::fs::write(root.join("manifests/tiny-e5.toml"), MANIFEST).unwrap();
+    std::fs::create_dir_all(root.join("kbs/t")).unwrap();
+    std::fs::write(
+        root.join("kbs/t/kb.toml"),
+        format!("id = \"t\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny-e5\"\n[[sources]]\ninclude = [\"laws/*.md\"]\ndoc_type = \"law\"\n{limits}"),
+    )
+    .unwrap();
+    std::fs::write(root.join("assist.toml"), "kbs = [\"t\"]\n").unwrap();
+    write_docs(root, docs, 0);
+}
+
+fn cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xiaoguan"));
+    c.args(args)
+        .env("XIAOGUAN_HOME", root.join("home"))
+        .env("XIAOGUAN_MODELS_DIR", root.join("manifests"))
+        .env("XIAOGUAN_KB_DIR", root.join("kbs"))
+        .env("XIAOGUAN_DATA_ROOT", root.join("data"))
+        .env("XIAOGUAN_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn ingest(root: &Path) -> Command {
+    cmd(root, &["kb", "ingest", "t", "--batch-docs", "4", "--quiet"])
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+}
+
+/// Every committed document has exactly its chunks; returns (documents, points, documents at `round`).
+fn check_consistent(root: &Path, round: usize) -> (usize, usize, usize) {
+    let facts = fixtures::tiny_embed_facts();
+    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&root.join("home/models/tiny-e5"), "tiny-e5", &facts).unwrap());
+    let def = KbDefinition::load(&root.join("kbs/t/kb.toml")).unwrap();
+    let kb = KnowledgeBase::open(&def, &root.join("home/kbs"), embedder).unwrap();
+    let state = kb.state();
+    assert!(state.pending.is_empty() || !state.documents.is_empty() || state.version == 0);
+    for (key, doc) in &state.documents {
+        let f = Filter::eq("doc_id", key.clone()).and(Condition::Eq { field: "doc_hash".into(), value: doc.hash.clone().into() });
+        assert_eq!(kb.store().count(&f).unwrap(), doc.chunks, "committed document {key} is incomplete");
+    }
+    let current = state.documents.values().filter(|d| d.title.ends_with(&format!("-r{round}"))).count();
+    (state.documents.len(), kb.store().count(&Filter::none()).unwrap(), current)
+}
+
+/// Wait for the child, at most `limit`; (exit code, seconds, stderr).
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (Option<i32>, f64, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (status.code(), started.elapsed().as_secs_f64(), err);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.wait();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("still running {:.1} s after the signal; stderr:\n{err}", started.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kb_ingest_stops_at_a_batch_boundary_on_sigterm_and_sigint_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let docs = 300;
+    setup(root, docs, "");
+    for (round, sig, code) in [(1, "-TERM", 143), (2, "-INT", 130)] {
+        write_docs(root, docs, round);
+        let child = ingest(root).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        signal(child.id(), sig);
+        let (status, secs, err) = wait_bounded(child, Duration::from_secs(10));
+        eprintln!("{sig}: exit {status:?} {secs:.2} s after the signal");
+        if status == Some(0) {
+            // The ingest finished before the signal: nothing to check this round.
+            continue;
+        }
+        assert_eq!(status, Some(code), "{err}");
+        assert!(err.contains("stopped by") && err.contains("batch boundary") && err.contains("to resume"), "{err}");
+        assert!(secs < 5.0, "took {secs} s");
+        let (_, _, current) = check_consistent(root, round);
+        assert!(current < docs, "the ingest was not interrupted");
+    }
+    let out = ingest(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (committed, points, current) = check_consistent(root, 2);
+    assert_eq!((committed, current), (docs, docs));
+    assert_eq!(points, docs * 40, "duplicates or stale points left behind");
+}
+
+#[test]
+fn an_over_limit_file_is_quarantined_listed_and_not_read_again_until_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    setup(root, 3, "[limits]\nmax_chars = 5000\n");
+    let big = format!("# 超长条例\n<!-- INFO END -->\n{}", "第一条 很长的内容。\n".repeat(1000));
+    std::fs::write(root.join("data/laws/超长条例.md"), &big).unwrap();
+    let out = ingest(root).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("quarantined") && err.contains("max_chars"), "{err}");
+    let stats = cmd(root, &["kb", "stats", "t"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let q = v["quarantine"].as_array().unwrap();
+    assert_eq!(q.len(), 1, "{v}");
+    assert_eq!(q[0]["key"], "laws/超长条例.md");
+    assert_eq!(q[0]["limit"], "max_chars");
+    assert_eq!(v["documents"], 3);
+    // A source file stays where it is; the next ingest does not read it again.
+    assert!(root.join("data/laws/超长条例.md").exists());
+    let out = ingest(root).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quarantined:"), "{err}");
+    // Replaced (a new size): read again, indexed, released.
+    std::fs::write(root.join("data/laws/超长条例.md"), "# 超长条例\n<!-- INFO END -->\n第一条 现在很短。\n").unwrap();
+    let out = ingest(root).output().unwrap();
+    assert!(out.status.success());
+    let stats = cmd(root, &["kb", "stats", "t"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(v["quarantine"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["documents"], 4);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A bare HTTP/1.1 request: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).ok()?;
+    s.write_all(body).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+}
+
+#[test]
+fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_and_the_kb_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let docs = 150;
+    setup(root, docs, "");
+    let out = ingest(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every document changes: the reindex has to embed them all.
+    write_docs(root, docs, 1);
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let assist = root.join("assist.toml");
+    let child = cmd(root, &["serve", "--bind", &bind, "--config", assist.to_str().unwrap(), "--no-generator", "--upload-wait-secs", "0", "--shutdown-secs", "10"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if http(port, "GET", "/readyz", b"").is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the service did not get ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
+    assert_eq!(s, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status_url = v["status_url"].as_str().unwrap().to_string();
+    // Wait until it is ingesting, then SIGTERM.
+    let started = Instant::now();
+    loop {
+        let (_, body) = http(port, "GET", &status_url, b"").unwrap();
+        if body.contains("\"ingesting\"") {
+            break;
+        }
+        assert!(!body.contains("\"indexed\""), "the reindex finished before the signal: {body}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    signal(child.id(), "-TERM");
+    let (code, secs, err) = wait_bounded(child, Duration::from_secs(12));
+    eprintln!("serve: exit {code:?} {secs:.2} s after SIGTERM");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(secs < 10.5, "{secs} s");
+    assert!(err.contains("cancelled"), "{err}");
+    let (committed, _, current) = check_consistent(root, 1);
+    assert_eq!(committed, docs);
+    assert!(current < docs, "the ingest was cancelled before the end");
+    let out = ingest(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (committed, points, current) = check_consistent(root, 1);
+    assert_eq!((committed, current, points), (docs, docs, docs * 40));
+}
