@@ -91,7 +91,7 @@ fn bundles_are_found_by_how_citizens_say_it() {
     assert!(exact.starts_with("“个体工商户转型为企业”（“高效办成一件事”2025年度第一批重点事项）在东莞由市市场监管局牵头"), "{exact}");
     assert!(exact.contains("1. 清税信息核验 —— 市税务局\n2. 个体工商户转型为企业变更登记 —— 市市场监管局（牵头）"), "{exact}");
     // A question about one service is not a bundle question.
-    for q in ["失业保险金怎么领", "社保卡丢了怎么办", "养老保险交满多少年才能领"] {
+    for q in ["失业保险金怎么领", "社保卡丢了怎么办", "养老保险交满多少年才能领", "申请领取施工许可证应当具备哪些条件"] {
         assert!(idx.lookup(q, None, 0.6, 0.88).is_none(), "{q}");
     }
     // The 2024 bundles name Dongguan units too.

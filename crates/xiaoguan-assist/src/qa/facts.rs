@@ -224,8 +224,8 @@ impl FactIndex {
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((b, score, longest)) = by_words {
-            // A short question that is just a bundle's phrase ("个体户转成公司") asks about it too.
-            let names_it = longest >= 4 && question.chars().count() <= 24;
+            // A question that is little more than a bundle's phrase ("个体户转成公司") asks about it too.
+            let names_it = longest >= 4 && longest * 10 >= question.chars().count() * 6;
             if score >= min_score && (cue || names_it) {
                 return Some((b, score.min(1.0), "words".into()));
             }
