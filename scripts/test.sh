@@ -42,6 +42,13 @@ else
     EXTRA_FAIL=$((EXTRA_FAIL + 1))
     STATUS=1
 fi
+# The OpenAPI document against the running service (schemathesis, every check, fixed seed).
+if bash tests/schemathesis/run.sh; then
+    EXTRA_PASS=$((EXTRA_PASS + 1))
+else
+    EXTRA_FAIL=$((EXTRA_FAIL + 1))
+    STATUS=1
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").
 awk -v ep="$EXTRA_PASS" -v ef="$EXTRA_FAIL" -v es="$EXTRA_SKIP" '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p + ep, f + ef, s + es }' "$LOG"

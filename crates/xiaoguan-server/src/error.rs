@@ -171,3 +171,21 @@ where
         axum::body::Bytes::from_request(req, state).await.map(RawBody).map_err(|r| rejected(r.status(), r.body_text()))
     }
 }
+
+/// An optional count that JSON may write as `84` or `84.0` (a JSON Schema integer allows both):
+/// a fraction or a negative number is refused.
+pub fn opt_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::Deserialize;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(u) = n.as_u64() {
+                return usize::try_from(u).map(Some).map_err(serde::de::Error::custom);
+            }
+            match n.as_f64() {
+                Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= usize::MAX as f64 => Ok(Some(f as usize)),
+                _ => Err(serde::de::Error::custom(format!("expected a count (a whole number ≥ 0), got {n}"))),
+            }
+        }
+    }
+}

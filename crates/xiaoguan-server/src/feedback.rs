@@ -19,13 +19,16 @@ pub enum Verdict {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// What the suggestion was about: "reply", "dispatch", "request_type", "domain", "answer"…
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub target: String,
-    /// accept | edit | reject
-    #[schema(value_type = String)]
+    /// accept | edit | reject (`edit` with the edited text)
+    #[schema(value_type = String, pattern = "^(accept|edit|reject)$")]
     pub verdict: Verdict,
     /// The ticket or question text (masked before it is stored).
+    #[schema(max_length = 5000)]
     pub input: String,
     /// The suggestion as shown.
+    #[schema(max_length = 20000)]
     pub suggestion: String,
     /// The agent's edited text (for `edit`).
     #[serde(default)]

@@ -24,15 +24,19 @@ use xiaoguan_assist::qa::{Answer, AnswerMode, AskRequest, HANDOFF_TEXT};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskBody {
+    /// At most `max_question_chars` characters (2,000 by default), not only spaces.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub question: String,
     /// Answer from these knowledge bases only (within the key's scope).
     #[serde(default)]
     pub kbs: Option<Vec<String>>,
     /// Remember the conversation under this id; follow-ups are rewritten with it.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub conversation_id: Option<String>,
     /// auto | extractive | generate
     #[serde(default)]
+    #[schema(pattern = "^(auto|extractive|generate)$")]
     pub mode: Option<String>,
     /// Take every region's local texts as applicable (by default another region's local rule is
     /// only listed as a reference, 外地规定，仅供参考).
@@ -233,6 +237,8 @@ pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q):
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatMessageBody {
+    /// user | assistant | system | developer | tool
+    #[schema(pattern = "^(user|assistant|system|developer|tool)$")]
     pub role: String,
     /// A string, or an array of `{type: "text", text}` parts.
     #[schema(value_type = Object)]
@@ -244,17 +250,20 @@ pub struct ChatRequest {
     /// "auto" (every KB in the key's scope) or a knowledge-base id.
     #[serde(default)]
     pub model: Option<String>,
+    /// 1 to `max_messages` (40 by default); the last one a non-empty user message.
+    #[schema(min_items = 1, max_items = 40)]
     pub messages: Vec<ChatMessageBody>,
     #[serde(default)]
     pub stream: bool,
     /// Cap on generated tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::error::opt_count")]
     pub max_tokens: Option<usize>,
     /// Ignored: decoding is deterministic (same question, same KB version → same answer).
     #[serde(default)]
     pub temperature: Option<f32>,
     /// Extension: auto | extractive | generate (OpenAI clients pass it with `extra_body`).
     #[serde(default)]
+    #[schema(pattern = "^(auto|extractive|generate)$")]
     pub mode: Option<String>,
 }
 

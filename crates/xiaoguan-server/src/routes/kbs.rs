@@ -144,7 +144,8 @@ async fn submit(st: &Arc<AppState>, kb: Arc<KnowledgeBase>, job: Job, status: Jo
     }
 }
 
-#[utoipa::path(post, path = "/v1/kbs/{id}/documents", params(("id" = String, Path), ("filename" = String, Query, description = "The file's name: a plain name ending in .md, .txt, .html, .htm, .pdf, .docx, .json, .jsonl, .csv or .xlsx")),
+#[utoipa::path(post, path = "/v1/kbs/{id}/documents", params(("id" = String, Path), ("filename" = String, Query, description = "The file's name: a plain name ending in .md, .txt, .html, .htm, .pdf, .docx, .json, .jsonl, .csv or .xlsx",
+        pattern = r"^(?!.*\.\.)[^./\\\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]{0,40}\.(md|txt|html|htm|pdf|docx|json|jsonl|csv|xlsx)$")),
     request_body(content = Vec<u8>, description = "The file's bytes", content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "Stored and ingested incrementally (`upload_id`, `state` = indexed, the ingest report)"),

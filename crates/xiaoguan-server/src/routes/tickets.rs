@@ -21,6 +21,8 @@ use xiaoguan_store::{Condition, Filter};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketBody {
+    /// At most 5,000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub text: String,
     #[serde(default)]
     pub title: Option<String>,
@@ -74,6 +76,8 @@ pub async fn assist(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyBody {
+    /// At most 5,000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub text: String,
     /// request-type | domain | category-l1 | department (the names in assist.toml)
     pub classifier: String,
@@ -123,8 +127,11 @@ pub async fn classify(State(st): State<Arc<AppState>>, Caller(who): Caller, Json
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
     pub kb: String,
+    /// At most `max_question_chars` characters (2,000 by default), not only spaces.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub query: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::error::opt_count")]
+    #[schema(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// Payload filters (all must match): FIELD → VALUE for an exact match, e.g. {"doc_type": "law",
     /// "article_no": 16}, or FIELD → {"gte": …, "lte": …} for a range of numbers or dates, e.g.
@@ -134,8 +141,10 @@ pub struct SearchBody {
     pub filters: BTreeMap<String, Value>,
     /// Weights of the dense and BM25 legs in the rank fusion (default 1 and 1; 0 switches a leg off).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     pub dense_weight: Option<f32>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     pub bm25_weight: Option<f32>,
 }
 
