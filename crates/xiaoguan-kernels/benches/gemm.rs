@@ -2,7 +2,8 @@
 //! int8 peak computed from its clock and ISA.
 //!
 //! `cargo bench -p xiaoguan-kernels` (criterion; `-- --quick` for a short run).
-//! `XIAOGUAN_BENCH_ISA=avx2,avx512vnni` limits the paths; `RAYON_NUM_THREADS` the threads.
+//! `XIAOGUAN_BENCH_ISA=avx2,avx512vnni` limits the paths, `XIAOGUAN_BENCH_CASES=prefill,down`
+//! the shapes (substrings of their names), `RAYON_NUM_THREADS` the threads.
 //! One op = one multiply or one add (a MAC is 2 ops): GOPS = 2·m·n·k / time.
 //!
 //! Peak per core per cycle (int8 MACs), from the instruction's width × issue rate:
@@ -87,7 +88,8 @@ fn main() {
     println!("{}  threads={threads}  cpu MHz={mhz}  loadavg={}", isa_report(), load_average());
     let mut c = Criterion::default().configure_from_args().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     let mut summary = Vec::new();
-    for case in CASES {
+    let only = std::env::var("XIAOGUAN_BENCH_CASES").unwrap_or_default();
+    for case in CASES.iter().filter(|c| only.is_empty() || only.split(',').any(|o| c.name.contains(o))) {
         let (w, x) = data(case.n, case.k, case.m);
         let mut g = c.benchmark_group(case.name);
         let ops = 2 * case.m * case.n * case.k;

@@ -6,10 +6,10 @@
 
 use crate::error::{ModelError, Result};
 use crate::manifest::{ChatTemplate, GenerateFacts};
+use crate::qwen2::{MatmulBackend, Qwen2};
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_qwen2::ModelWeights;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,15 +188,21 @@ impl<'a> Utf8Stream<'a> {
 pub struct QwenGenerator {
     id: String,
     facts: GenerateFacts,
-    model: Mutex<ModelWeights>,
+    model: Mutex<Qwen2>,
     tokenizer: Tokenizer,
     stop_ids: Vec<u32>,
     device: Device,
 }
 
 impl QwenGenerator {
-    /// Load `model.gguf` and `tokenizer.json` from a pulled model folder.
+    /// Load `model.gguf` and `tokenizer.json` from a pulled model folder. The linear layers run
+    /// on the int8 kernels (`XIAOGUAN_MATMUL=candle` for candle's `QMatMul`).
     pub fn load(dir: &Path, id: &str, facts: &GenerateFacts) -> Result<Self> {
+        Self::load_with(dir, id, facts, MatmulBackend::from_env())
+    }
+
+    /// As `load`, with the matmul backend chosen by the caller.
+    pub fn load_with(dir: &Path, id: &str, facts: &GenerateFacts, backend: MatmulBackend) -> Result<Self> {
         let device = Device::Cpu;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| ModelError::format(&tok_path, e.to_string()))?;
@@ -204,7 +210,7 @@ impl QwenGenerator {
         let file = std::fs::File::open(&path).map_err(|e| ModelError::io("opening", &path, e))?;
         let mut reader = std::io::BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader).map_err(|e| ModelError::format(&path, format!("not a GGUF file: {e}")))?;
-        let model = ModelWeights::from_gguf(content, &mut reader, &device)
+        let model = Qwen2::from_gguf(content, &mut reader, &device, backend)
             .map_err(|e| ModelError::format(&path, format!("not a Qwen2 GGUF: {e}")))?;
         let mut stop_ids = Vec::new();
         for t in &facts.stop_tokens {
@@ -218,6 +224,16 @@ impl QwenGenerator {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The matmul backend and, on the int8 one, the kernel path (e.g. "int8/avx512vnni").
+    pub fn matmul_path(&self) -> String {
+        let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        match (model.backend(), model.isa()) {
+            (MatmulBackend::Int8, Some(isa)) => format!("int8/{isa}"),
+            (MatmulBackend::Int8, None) => "int8 (no packed layer)".into(),
+            (MatmulBackend::Candle, _) => "candle".into(),
+        }
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {

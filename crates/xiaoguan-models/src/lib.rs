@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod generate;
 pub mod manifest;
 pub mod pull;
+pub mod qwen2;
 pub mod registry;
 pub mod store;
 
