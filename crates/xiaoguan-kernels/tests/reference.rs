@@ -253,3 +253,30 @@ fn decoders_match_candle() {
         }
     }
 }
+
+/// Activation quantization is candle's Q8_0: d = amax/127 (through f16), q = round(x/d) with
+/// halves away from zero.
+#[test]
+fn activations_quantize_like_candle() {
+    let mut rng = Rng(31);
+    let mut x = rng.acts(64 * 32);
+    x[40] = 0.0;
+    for v in &mut x[64..96] {
+        *v = 0.0; // an all-zero block: d = 0
+    }
+    // Exact halves after scaling: amax 127 gives d = 1, so x = k + 0.5 must round away.
+    for (i, v) in x[..32].iter_mut().enumerate() {
+        *v = if i == 0 { 127.0 } else { (i as f32 - 16.0) + 0.5 };
+    }
+    let qa = QuantizedRows::quantize(&x, 64, 32);
+    let got = qa.dequantize();
+    for (bi, (g, xb)) in got.chunks(32).zip(x.chunks(32)).enumerate() {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let dh = half::f16::from_f32(d).to_f32();
+        for (a, v) in g.iter().zip(xb) {
+            assert_eq!(*a, dh * (v * id).round() as i8 as f32, "block {bi}: {v}");
+        }
+    }
+}
