@@ -150,3 +150,29 @@ fn int8_logits_diagnostic() {
         eprintln!("{} tokens: max |Δlogit| {maxd:.4}; int8 top2 {:?}; candle top2 {:?}", a.1, top(&a.2), top(&b.2));
     }
 }
+
+/// Timing (`--ignored --nocapture`, release, quiet machine): a ≈1,000-token prompt, prefill and
+/// 32 decode steps, int8 kernels vs candle.
+#[test]
+#[ignore]
+fn int8_generation_speed() {
+    use xiaoguan_models::{GenerateParams, QwenGenerator};
+    let Some(dir) = model_dir() else { return };
+    let facts = manifest::find(&manifest::load_all(None).unwrap(), ID).unwrap().generate.unwrap();
+    let text: String = (1..=34).map(|i| format!("第{i}条 参加基本养老保险的个人，达到法定退休年龄时累计缴费满十五年的，按月领取基本养老金。")).collect();
+    let prompt = render_chat(&facts.template, &[ChatMessage::new(Role::User, text.as_str())]).unwrap();
+    let params = GenerateParams { max_new_tokens: 32, ignore_stop: true, ..Default::default() };
+    for backend in [MatmulBackend::Int8, MatmulBackend::Candle] {
+        let g = QwenGenerator::load_with(&dir, ID, &facts, backend).unwrap();
+        let r = g.generate_raw(&prompt, &params, &mut |_| true).unwrap();
+        let s = &r.stats;
+        eprintln!(
+            "{}: prompt {} tokens, prefill {:.0} ms ({:.1} tok/s), decode {:.1} tok/s",
+            g.matmul_path(),
+            s.prompt_tokens,
+            s.prefill_ms,
+            s.prefill_tokens_per_sec(),
+            s.decode_tokens_per_sec()
+        );
+    }
+}
