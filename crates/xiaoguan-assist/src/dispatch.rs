@@ -356,6 +356,18 @@ impl DispatchRules {
         }
     }
 
+    /// A bundle with its lead and co-handling units named as the unit directory names them
+    /// (a name the directory does not know is kept as written).
+    pub fn localized(&self, b: &Bundle) -> Bundle {
+        let name = |u: &str| if self.units.is_some() && self.resolve(u).is_unit() { self.unit_name(u) } else { u.to_string() };
+        let mut b = b.clone();
+        if !b.lead.is_empty() {
+            b.lead = name(&b.lead);
+        }
+        b.departments = b.departments.iter().map(|d| name(d)).collect();
+        b
+    }
+
     /// The name a label is ranked under: the home city's unit, or 需人工确认（label）.
     pub fn unit_name(&self, label: &str) -> String {
         self.resolve(label).display()

@@ -136,19 +136,7 @@ pub fn assistant(reg: &ModelRegistry, paths: &Paths, settings: &Settings, only: 
 
 /// The rules' bundles with every unit named as the home city's unit directory names it.
 pub fn local_bundles(rules: &DispatchRules) -> Vec<crate::dispatch::Bundle> {
-    let name = |u: &str| if rules.units.is_some() && rules.resolve(u).is_unit() { rules.unit_name(u) } else { u.to_string() };
-    rules
-        .bundles
-        .iter()
-        .cloned()
-        .map(|mut b| {
-            if !b.lead.is_empty() {
-                b.lead = name(&b.lead);
-            }
-            b.departments = b.departments.iter().map(|d| name(d)).collect();
-            b
-        })
-        .collect()
+    rules.bundles.iter().map(|b| rules.localized(b)).collect()
 }
 
 fn classifier(paths: &Paths, name: &Option<String>) -> Result<Option<ClassifierModel>> {

@@ -216,7 +216,8 @@ impl TicketAssist {
         let bundle = dispatch_rules
             .iter()
             .find_map(|m| m.rule.strip_prefix("一件事:"))
-            .and_then(|name| crate::setup::local_bundles(&self.rules).into_iter().find(|b| b.name == name));
+            .and_then(|name| self.rules.bundles.iter().find(|b| b.name == name))
+            .map(|b| self.rules.localized(b));
         let dispatch_needs_review = match (&dept, dispatch_rules.is_empty()) {
             (Some(p), true) => p.abstained,
             (None, true) => true,
