@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(process.env.NODE_DIR + '/');
 const { chromium } = require('playwright-core');
 
-const [base, key, shot] = process.argv.slice(2);
+const [base, key, shot, supervisorKey, reviewerKey] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -35,6 +35,18 @@ try {
   }
   await page.click('button[data-verdict="accept"]');
   await page.waitForFunction(() => document.querySelector('#fb-status').textContent.includes('已记录'), null, { timeout: 10000 });
+  // The ticket is stored: the agent sends it to another unit (it goes to the review queue).
+  if (!(await page.textContent('#summary')).includes('工单 #')) fail('the ticket was not stored');
+  await page.fill('#unit-other', '市住房和城乡建设局');
+  await page.click('#dispatch');
+  await page.waitForFunction(() => document.querySelector('#dispatch-status').textContent.includes('已派往'), null, { timeout: 10000 });
+  const dispatched = await page.textContent('#dispatch-status');
+  if (!dispatched.includes('改派')) fail('the changed unit was not recorded as a correction: ' + dispatched);
+  // The same matter again: flagged as a repeat.
+  await page.click('#analyze');
+  await page.waitForSelector('#repeats-card', { timeout: 30000 });
+  const repeats = await page.textContent('#repeats-card');
+  if (!repeats.includes('此前已有')) fail('no repeat notice: ' + repeats);
   // A ticket about one town: the town, the direct dispatch to its office and the rule behind it.
   await page.fill('#ticket', '虎门镇金洲社区一家KTV每晚噪音扰民到凌晨两点');
   await page.click('#analyze');
@@ -54,6 +66,25 @@ try {
   await page.waitForFunction(() => document.querySelector('#chatlog').textContent.includes('置信度'), null, { timeout: 30000 });
   const chat = await page.textContent('#chatlog');
   if (!chat.includes('失业保险金')) fail('no streamed answer: ' + chat);
+  // A reviewer confirms the corrected ticket in the queue.
+  await page.fill('#key', reviewerKey);
+  await page.dispatchEvent('#key', 'change');
+  await page.click('nav button[data-page="reviewer"]');
+  await page.click('#load-queue');
+  await page.waitForSelector('#queue .qitem .confirm', { timeout: 10000 });
+  await page.click('#queue .qitem .confirm');
+  await page.waitForFunction(() => document.querySelector('#queue .qitem .st').textContent.includes('已确认'), null, { timeout: 10000 });
+  // A supervisor reads the analysis report with its charts.
+  await page.fill('#key', supervisorKey);
+  await page.dispatchEvent('#key', 'change');
+  await page.click('nav button[data-page="supervisor"]');
+  await page.selectOption('#report-days', '0');
+  await page.click('#load-report');
+  await page.waitForFunction(() => document.querySelector('#report-status').textContent.includes('完成'), null, { timeout: 30000 });
+  const report = await page.$eval('#report-frame', f => f.srcdoc);
+  if (!report.includes('<svg') || !report.includes('智能数据分析')) fail('no analysis report with charts');
+  await page.screenshot({ path: shot.replace(/\.png$/, '-supervisor.png'), fullPage: true });
+  await page.click('nav button[data-page="agent"]');
   await page.screenshot({ path: shot, fullPage: true });
   console.log('console: ok');
 } finally {

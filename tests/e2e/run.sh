@@ -43,6 +43,8 @@ department = "department"
 EOT
 AGENT_KEY="xg-e2e-agent-key"
 INTEGRATOR_KEY="xg-e2e-integrator-key"
+SUPERVISOR_KEY="xg-e2e-supervisor-key"
+REVIEWER_KEY="xg-e2e-reviewer-key"
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 cat > "$WORK/keys.toml" <<EOT
 [[keys]]
@@ -55,6 +57,15 @@ id = "integrator"
 sha256 = "$(sha "$INTEGRATOR_KEY")"
 role = "integrator"
 kbs = ["guides"]
+[[keys]]
+id = "supervisor"
+sha256 = "$(sha "$SUPERVISOR_KEY")"
+role = "supervisor"
+kbs = ["guides"]
+[[keys]]
+id = "reviewer"
+sha256 = "$(sha "$REVIEWER_KEY")"
+role = "reviewer"
 EOT
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
@@ -104,7 +115,7 @@ if [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
     mkdir -p "$NODE_DIR" && (cd "$NODE_DIR" && npm init -y >/dev/null && npm install --silent playwright-core@1 >/dev/null) || fail "npm install playwright-core"
 fi
 command -v chromium >/dev/null || fail "chromium is not installed (scripts/env.sh installs it)"
-NODE_DIR="$NODE_DIR" node "$REPO_ROOT/tests/e2e/console.mjs" "$BASE" "$AGENT_KEY" "$WORK/console.png" || fail "console"
+NODE_DIR="$NODE_DIR" node "$REPO_ROOT/tests/e2e/console.mjs" "$BASE" "$AGENT_KEY" "$WORK/console.png" "$SUPERVISOR_KEY" "$REVIEWER_KEY" || fail "console"
 python3 - "$WORK/console.png" <<'PY' || fail "screenshot check"
 import struct, sys, zlib
 data = open(sys.argv[1], "rb").read()
@@ -115,8 +126,12 @@ assert len(data) > 30_000, f"suspiciously small screenshot ({len(data)} bytes): 
 print(f"screenshot {w}x{h}, {len(data)} bytes")
 PY
 [ -n "${E2E_SCREENSHOT:-}" ] && cp "$WORK/console.png" "$E2E_SCREENSHOT"
-"$X" feedback export --log "$HOME_E2E/feedback/feedback.jsonl" --out "$WORK/fb.jsonl" 2>/dev/null || fail "feedback export"
-grep -q '"label":"accepted"' "$WORK/fb.jsonl" || fail "the console's accept did not reach the feedback log"
+"$X" feedback export --out "$WORK/fb.jsonl" 2>/dev/null || fail "feedback export"
+grep -q '"label":"accepted"' "$WORK/fb.jsonl" || fail "the console's accept did not reach the ticket store"
+# The stored tickets: the console's correction was reviewed and is a training row now.
+"$X" tickets export --out "$WORK/labelled.jsonl" 2>/dev/null || fail "tickets export"
+grep -q '市住房和城乡建设局' "$WORK/labelled.jsonl" || fail "the reviewed ticket is not in the labelled export"
+"$X" tickets stats | grep -q '"backend": "sqlite"' || fail "tickets stats"
 
 # Graceful shutdown: SIGTERM drains and exits 0.
 kill -TERM "$SERVER_PID"

@@ -7,6 +7,7 @@ pub mod classify;
 pub mod dispatch;
 pub mod embed_cache;
 pub mod error;
+pub mod history;
 pub mod jurisdiction;
 pub mod lexical;
 pub mod metrics;

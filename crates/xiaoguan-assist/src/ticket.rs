@@ -85,6 +85,15 @@ pub struct TicketResult {
     pub needs_review: bool,
     pub fields: BTreeMap<String, String>,
     pub timings: TicketTimings,
+    /// The id the ticket store gave it (when it was stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<xiaoguan_tickets::TicketId>,
+    /// Earlier tickets of the same reporter or the same matter (when it was stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<crate::history::Repeats>,
+    /// The ticket's embedding (the classifiers' query vector), kept for the store.
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// The classifier heads ticket assist uses; any may be missing (not trained yet).
@@ -272,6 +281,9 @@ impl TicketAssist {
             needs_review,
             fields: input.fields.clone(),
             timings: TicketTimings { classify_ms, reply_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
+            ticket_id: None,
+            repeats: None,
+            embedding: emb,
         })
     }
 }

@@ -40,9 +40,11 @@ pub enum Command {
     },
     /// Run the HTTP service (小莞 chat, ticket assist, admin, console page at /).
     Serve(commands::serve::ServeArgs),
-    /// Agent feedback: export the log as labelled JSONL.
+    /// Agent feedback: export it (from the ticket store) as labelled JSONL.
     #[command(subcommand)]
     Feedback(commands::serve::FeedbackCmd),
+    /// The ticket store: stats, list, show, delete, retention, labelled export, review queue.
+    Tickets(commands::tickets::TicketsArgs),
     /// API keys: make a new one.
     #[command(subcommand)]
     Keys(commands::serve::KeysCmd),
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             // 2 = the user's input was wrong; 1 = something failed on our side or the environment's.
             let user = e.downcast_ref::<xiaoguan_models::ModelError>().is_some_and(|m| m.is_user_error())
                 || e.downcast_ref::<xiaoguan_kb::KbError>().is_some_and(|k| k.is_user_error())
+                || e.downcast_ref::<xiaoguan_tickets::StoreError>().is_some_and(|s| matches!(s, xiaoguan_tickets::StoreError::InvalidInput(_)))
                 || e.downcast_ref::<xiaoguan_kb::definition::DefinitionError>().is_some()
                 || e.downcast_ref::<xiaoguan_assist::AssistError>().is_some_and(|a| a.is_user_error())
                 || e.downcast_ref::<xiaoguan_eval::EvalError>().is_some_and(|e| matches!(e, xiaoguan_eval::EvalError::Input(_)));

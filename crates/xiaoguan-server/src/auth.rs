@@ -15,6 +15,11 @@ pub enum Role {
     Integrator,
     /// Evaluators: answers, tickets, classification, search.
     Evaluator,
+    /// Supervisors (班长/质检): everything an agent does, every agent's stored tickets, the
+    /// analytics (hot issues, repeats, trends), deleting tickets.
+    Supervisor,
+    /// Reviewers (标注员): the review queue of unsure or corrected tickets, and its labels.
+    Reviewer,
     /// Everything, including document upload, deletion and reindexing.
     Admin,
 }
@@ -29,6 +34,14 @@ pub enum Action {
     ReadKbs,
     Feedback,
     ManageKbs,
+    /// Read any agent's stored tickets (an agent reads their own with `Tickets`).
+    AllTickets,
+    /// Hot issues, repeats, trends, 每周一题.
+    Analytics,
+    /// The review queue and confirmed labels.
+    Review,
+    /// Delete stored tickets (retention requests).
+    DeleteTickets,
 }
 
 impl Role {
@@ -36,9 +49,11 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Agent => a != ManageKbs,
+            Role::Agent => matches!(a, Answer | Tickets | Classify | Search | ReadKbs | Feedback),
             Role::Integrator => matches!(a, Answer | ReadKbs),
             Role::Evaluator => matches!(a, Answer | Tickets | Classify | Search | ReadKbs),
+            Role::Supervisor => matches!(a, Answer | Tickets | Classify | Search | ReadKbs | Feedback | AllTickets | Analytics | DeleteTickets),
+            Role::Reviewer => matches!(a, Classify | ReadKbs | Review),
         }
     }
 }

@@ -57,8 +57,11 @@ pub struct ServerConfig {
     pub assist: PathBuf,
     /// API keys (TOML `[[keys]]`); without it the service runs open, on loopback only.
     pub keys_file: Option<PathBuf>,
-    /// Append-only feedback log (default <home>/feedback/feedback.jsonl).
+    /// The feedback log of earlier versions (default <home>/feedback/feedback.jsonl): imported
+    /// into the ticket store once at startup, then renamed `*.imported`.
     pub feedback_log: Option<PathBuf>,
+    /// The ticket store.
+    pub database: DatabaseConfig,
     /// Load the generator (generation mode); off = extractive answers only.
     pub generator: bool,
     /// After SIGTERM/SIGINT: seconds to drain answers and stop ingests before the process exits
@@ -74,10 +77,35 @@ impl Default for ServerConfig {
             assist: PathBuf::from("assist.toml"),
             keys_file: None,
             feedback_log: None,
+            database: DatabaseConfig::default(),
             generator: true,
             shutdown_secs: 10,
             limits: Limits::default(),
         }
+    }
+}
+
+/// `[database]`: where assisted tickets, decisions, reviews and feedback are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host/db` (replicas share it; the password from `password_env`) or a
+    /// SQLite file path; default `<home>/tickets/tickets.db`. Env `XIAOGUAN_DATABASE_URL` overrides.
+    pub url: Option<String>,
+    /// The environment variable holding the PostgreSQL password (kept out of the file).
+    pub password_env: Option<String>,
+    /// The environment variable holding the salt reporters are hashed with. Replicas must share
+    /// it; without it a random salt is kept in `<home>/tickets/reporter.salt`.
+    pub reporter_salt_env: String,
+    /// Delete tickets older than this many days (at startup and daily); None keeps them.
+    pub retention_days: Option<u32>,
+    /// Store every assisted ticket (off: assist only, nothing kept).
+    pub store_tickets: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, password_env: None, reporter_salt_env: "XIAOGUAN_REPORTER_SALT".into(), retention_days: None, store_tickets: true }
     }
 }
 

@@ -189,3 +189,15 @@ pub fn opt_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>
         }
     }
 }
+
+impl From<xiaoguan_tickets::StoreError> for ApiError {
+    fn from(e: xiaoguan_tickets::StoreError) -> Self {
+        match e {
+            xiaoguan_tickets::StoreError::InvalidInput(m) => ApiError::bad_request(m),
+            xiaoguan_tickets::StoreError::Database(m) => {
+                tracing::error!(error = %m, "ticket store failed");
+                ApiError::internal(format!("ticket store: {m}"))
+            }
+        }
+    }
+}

@@ -1,11 +1,9 @@
-//! Agent feedback on suggestions (accept / edit / reject), kept in an fsync'd append-only JSONL
-//! log: every accepted request is on disk before the response; a torn last line (a crash mid-
-//! write) is skipped on export. Exported as labelled JSONL for evaluation and retraining.
+//! Agent feedback on suggestions (accept / edit / reject). Kept in the ticket store (committed
+//! before the response; masked there), exported as labelled JSONL for evaluation and retraining.
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::io::Write;
+use xiaoguan_tickets::{FeedbackEntry, TicketId, TicketStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -13,6 +11,16 @@ pub enum Verdict {
     Accept,
     Edit,
     Reject,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Edit => "edit",
+            Verdict::Reject => "reject",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -38,98 +46,74 @@ pub struct FeedbackRequest {
     /// Ids of the citations the suggestion carried.
     #[serde(default)]
     pub citations: Vec<String>,
+    /// The stored ticket it is about (`ticket_id` of the assist response), if any.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub ticket_id: Option<TicketId>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FeedbackRecord {
-    pub id: String,
-    pub at_unix_ms: u128,
-    pub key_id: String,
-    #[serde(flatten)]
-    pub request: FeedbackRequest,
-}
-
-pub struct FeedbackLog {
-    path: PathBuf,
-    file: Mutex<std::fs::File>,
-}
-
-impl FeedbackLog {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
-        // A crash mid-write leaves a torn last line: end it, so the next record starts on its own line.
-        let len = file.metadata()?.len();
-        if len > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1))?;
-            file.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                file.write_all(b"\n")?;
-                file.sync_data()?;
-            }
-        }
-        Ok(Self { path: path.to_path_buf(), file: Mutex::new(file) })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Append and fsync; the record is durable when this returns.
-    pub fn append(&self, key_id: &str, mut request: FeedbackRequest) -> std::io::Result<FeedbackRecord> {
-        request.input = xiaoguan_text::mask_pii(&request.input).text;
-        request.suggestion = xiaoguan_text::mask_pii(&request.suggestion).text;
-        request.edited = request.edited.map(|e| xiaoguan_text::mask_pii(&e).text);
-        request.comment = request.comment.map(|c| xiaoguan_text::mask_pii(&c).text);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let record = FeedbackRecord { id: format!("fb-{now}-{:04x}", rand_suffix()), at_unix_ms: now, key_id: key_id.to_string(), request };
-        let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(&line)?;
-        f.sync_data()?;
-        Ok(record)
+/// A new entry for the store: a fresh id, now, the caller's key.
+pub fn entry(key_id: &str, r: FeedbackRequest) -> FeedbackEntry {
+    let now = xiaoguan_tickets::now_ms();
+    FeedbackEntry {
+        id: format!("fb-{now}-{:08x}", rand_suffix()),
+        at_ms: now,
+        key_id: key_id.to_string(),
+        ticket_id: r.ticket_id,
+        target: r.target,
+        verdict: r.verdict.as_str().into(),
+        input: r.input,
+        suggestion: r.suggestion,
+        edited: r.edited,
+        comment: r.comment,
+        citations: r.citations,
     }
 }
 
-fn rand_suffix() -> u16 {
-    let mut b = [0u8; 2];
+fn rand_suffix() -> u32 {
+    let mut b = [0u8; 4];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
     }
-    u16::from_le_bytes(b)
+    u32::from_le_bytes(b)
 }
 
-/// Labelled JSONL for evaluation and retraining: {input, target, label, text, suggestion}.
-pub fn export(log: &Path, out: &mut dyn Write) -> std::io::Result<(usize, usize)> {
-    let f = std::fs::File::open(log)?;
-    let (mut ok, mut skipped) = (0, 0);
-    for line in std::io::BufReader::new(f).lines() {
-        let line = line?;
-        match serde_json::from_str::<FeedbackRecord>(&line) {
-            Ok(r) => {
-                let label = match r.request.verdict {
-                    Verdict::Accept => "accepted",
-                    Verdict::Edit => "edited",
-                    Verdict::Reject => "rejected",
-                };
-                let text = r.request.edited.clone().unwrap_or_else(|| r.request.suggestion.clone());
-                let row = serde_json::json!({
-                    "id": r.id, "input": r.request.input, "target": r.request.target, "label": label,
-                    "text": if r.request.verdict == Verdict::Reject { serde_json::Value::Null } else { text.into() },
-                    "suggestion": r.request.suggestion, "citations": r.request.citations, "comment": r.request.comment,
-                });
-                writeln!(out, "{row}")?;
-                ok += 1;
-            }
-            Err(_) => skipped += 1,
-        }
+/// Labelled JSONL for evaluation and retraining: {id, input, target, label, text, suggestion…}.
+pub fn export(store: &dyn TicketStore, out: &mut dyn Write) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for f in store.feedback()? {
+        let label = match f.verdict.as_str() {
+            "accept" => "accepted",
+            "edit" => "edited",
+            _ => "rejected",
+        };
+        let text = f.edited.clone().unwrap_or_else(|| f.suggestion.clone());
+        let row = serde_json::json!({
+            "id": f.id, "ticket_id": f.ticket_id, "input": f.input, "target": f.target, "label": label,
+            "text": if label == "rejected" { serde_json::Value::Null } else { text.into() },
+            "suggestion": f.suggestion, "citations": f.citations, "comment": f.comment,
+        });
+        writeln!(out, "{row}")?;
+        n += 1;
     }
-    Ok((ok, skipped))
+    Ok(n)
+}
+
+/// Move an earlier version's feedback log into the store, once: imported ids are skipped, and
+/// the file is renamed `<name>.imported` after a complete import.
+pub fn import_legacy_log(store: &dyn TicketStore, path: &std::path::Path) -> anyhow::Result<Option<xiaoguan_tickets::import::ImportReport>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (report, bad) = xiaoguan_tickets::import::import_feedback_log(store, path)?;
+    if !bad.is_empty() {
+        tracing::warn!("{}: lines {bad:?} do not parse (a torn last line after a crash is expected) and were skipped", path.display());
+    }
+    let mut done = path.as_os_str().to_owned();
+    done.push(".imported");
+    std::fs::rename(path, &done)?;
+    tracing::warn!("feedback log {} imported into the ticket store ({} new, {} already there)", path.display(), report.imported, report.already);
+    Ok(Some(report))
 }
 
 #[cfg(test)]
@@ -137,10 +121,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn appends_masks_and_exports_skipping_a_torn_line() {
+    fn stores_masked_exports_labelled_and_imports_an_old_log_once() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("fb/feedback.jsonl");
-        let log = FeedbackLog::open(&p).unwrap();
+        let store = xiaoguan_tickets::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
         let req = FeedbackRequest {
             target: "reply".into(),
             verdict: Verdict::Edit,
@@ -149,18 +132,23 @@ mod tests {
             edited: Some("改后".into()),
             comment: None,
             citations: vec!["c1".into()],
+            ticket_id: None,
         };
-        log.append("agent-1", req).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"{\"torn\":").unwrap();
-        // Reopened after the crash: the next record lands on its own line.
-        let log = FeedbackLog::open(&p).unwrap();
-        let again = FeedbackRequest { target: "reply".into(), verdict: Verdict::Accept, input: "x".into(), suggestion: "y".into(), edited: None, comment: Some("张先生说谢谢".into()), citations: vec![] };
-        log.append("agent-1", again).unwrap();
+        store.add_feedback(&entry("agent-1", req)).unwrap();
+        let old = dir.path().join("feedback.jsonl");
+        std::fs::write(
+            &old,
+            "{\"id\":\"fb-1\",\"at_unix_ms\":5,\"key_id\":\"a\",\"target\":\"reply\",\"verdict\":\"accept\",\"input\":\"x\",\"suggestion\":\"y\",\"edited\":null,\"comment\":null,\"citations\":[]}\n{\"torn\":",
+        )
+        .unwrap();
+        let r = import_legacy_log(&store, &old).unwrap().unwrap();
+        assert_eq!((r.imported, r.skipped), (1, 1));
+        assert!(!old.exists() && dir.path().join("feedback.jsonl.imported").exists());
+        assert!(import_legacy_log(&store, &old).unwrap().is_none(), "imported once");
         let mut out = Vec::new();
-        let (ok, skipped) = export(&p, &mut out).unwrap();
-        assert_eq!((ok, skipped), (2, 1));
+        assert_eq!(export(&store, &mut out).unwrap(), 2);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("\"label\":\"edited\"") && text.contains("改后"));
+        assert!(text.contains("\"label\":\"edited\"") && text.contains("改后") && text.contains("\"label\":\"accepted\""));
         assert!(!text.contains("13812345678"), "personal data is masked before it is stored");
     }
 }

@@ -1,9 +1,11 @@
 //! The server layer of xiaoguan: the HTTP service the 小莞 assistant and the hotline console talk
 //! to. axum routes over the assist layer, API keys with roles and per-KB scopes, limits and a
-//! bounded generator queue, Prometheus metrics, an fsync'd feedback log, the console page.
+//! bounded generator queue, Prometheus metrics, the ticket store (tickets, decisions, reviews,
+//! feedback, analytics), the console page.
 
 pub mod auth;
 pub mod config;
+pub mod database;
 pub mod error;
 pub mod feedback;
 pub mod jobs;
@@ -12,11 +14,10 @@ pub mod state;
 
 use auth::Keys;
 use config::ServerConfig;
-use feedback::FeedbackLog;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use state::{AppState, Ready};
 use std::net::SocketAddr;
-use std::path::Path;
+use xiaoguan_assist::history::TicketHistory;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Semaphore;
@@ -29,16 +30,19 @@ use utoipa::OpenApi;
         routes::answer::ask, routes::answer::chat, routes::tickets::assist, routes::tickets::classify,
         routes::tickets::search, routes::tickets::feedback, routes::kbs::list, routes::kbs::get_one,
         routes::kbs::upload, routes::kbs::upload_status, routes::kbs::remove, routes::kbs::reindex, routes::ops::healthz, routes::ops::readyz,
+        routes::records::list, routes::records::get_one, routes::records::decide, routes::records::remove,
+        routes::records::queue, routes::records::review, routes::records::labelled, routes::analytics::analytics,
     ),
     components(schemas(
         routes::answer::AskBody, routes::answer::ChatRequest, routes::answer::ChatMessageBody, routes::tickets::TicketBody,
         routes::tickets::ClassifyBody, routes::tickets::SearchBody, feedback::FeedbackRequest, error::ErrorBody, error::ErrorDetail,
+        routes::records::DecisionBody, routes::records::ReviewBody,
     ))
 )]
 pub struct ApiDoc;
 
 /// Build the shared state; `Ready` is filled in later by `build`.
-pub fn state(config: ServerConfig, keys: Keys, feedback_path: &Path) -> anyhow::Result<Arc<AppState>> {
+pub fn state(config: ServerConfig, keys: Keys, history: Arc<TicketHistory>) -> anyhow::Result<Arc<AppState>> {
     // The recorder is process-wide: installed once, reused by later states (tests build several).
     static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
     let handle = HANDLE
@@ -49,7 +53,6 @@ pub fn state(config: ServerConfig, keys: Keys, feedback_path: &Path) -> anyhow::
             handle
         })
         .clone();
-    let feedback = FeedbackLog::open(feedback_path).map_err(|e| anyhow::anyhow!("feedback log {}: {e}", feedback_path.display()))?;
     Ok(Arc::new(AppState {
         ready: OnceLock::new(),
         startup_error: Mutex::new(None),
@@ -58,7 +61,7 @@ pub fn state(config: ServerConfig, keys: Keys, feedback_path: &Path) -> anyhow::
         generator: Arc::new(Semaphore::new(1)),
         cpu: Arc::new(Semaphore::new(config.limits.cpu_workers.max(1))),
         config,
-        feedback,
+        history,
         metrics: handle,
         waiting: AtomicUsize::new(0),
         conversations: Mutex::new(Default::default()),

@@ -1,10 +1,9 @@
 //! Shared state: the assistant and ticket assist (built once at startup), keys, limits, the
-//! generator queue, conversations, feedback log, Prometheus handle.
+//! generator queue, conversations, the ticket store, Prometheus handle.
 
 use crate::auth::Keys;
 use crate::config::{Limits, ServerConfig};
 use crate::error::ApiError;
-use crate::feedback::FeedbackLog;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -12,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use xiaoguan_assist::qa::rewrite::Turn;
+use xiaoguan_assist::history::TicketHistory;
 use xiaoguan_assist::qa::Assistant;
 use xiaoguan_assist::ticket::TicketAssist;
 use xiaoguan_kb::definition::KbDefinition;
@@ -32,7 +32,8 @@ pub struct AppState {
     pub keys: Keys,
     pub limits: Limits,
     pub config: ServerConfig,
-    pub feedback: FeedbackLog,
+    /// The ticket store (tickets, decisions, reviews, feedback) and the repeat lookups over it.
+    pub history: Arc<TicketHistory>,
     pub metrics: PrometheusHandle,
     /// One generation at a time (2 cores); `waiting` bounds the queue in front of it.
     pub generator: Arc<Semaphore>,

@@ -26,6 +26,12 @@ fn write(path: &Path, content: &str) {
 }
 
 // Fields drop in order: the state (and its stores, which flush on drop) before the folder.
+/// A ticket store in the test's temp dir.
+fn history(path: &Path) -> Arc<xiaoguan_assist::history::TicketHistory> {
+    let store = Arc::new(xiaoguan_tickets::sqlite::SqliteStore::open(path).unwrap());
+    Arc::new(xiaoguan_assist::history::TicketHistory::new(store, "test-salt"))
+}
+
 struct Env {
     state: Arc<AppState>,
     tmp: tempfile::TempDir,
@@ -83,7 +89,7 @@ fn setup(keys: Keys, queue: usize, with_generator: bool) -> Env {
     let mut config = ServerConfig::default();
     config.limits.generator_queue = queue;
     config.limits.max_upload_bytes = 4096;
-    let state = xiaoguan_server::state(config, keys, &tmp.path().join("feedback.jsonl")).unwrap();
+    let state = xiaoguan_server::state(config, keys, history(&tmp.path().join("tickets.db"))).unwrap();
     let ready = Ready { assistant, tickets, kb_defs: Vec::new(), uploads_root: tmp.path().join("uploads"), data_root: tmp.path().to_path_buf() };
     assert!(state.ready.set(ready).is_ok());
     Env { state, tmp }
@@ -114,6 +120,9 @@ fn keys() -> Keys {
         k("agent-a", Role::Agent, &["kb-a"]),
         k("integrator", Role::Integrator, &["*"]),
         k("stale", Role::Agent, &["kb-gone"]),
+        k("agent-b", Role::Agent, &["*"]),
+        k("supervisor", Role::Supervisor, &["*"]),
+        k("reviewer", Role::Reviewer, &["*"]),
     ])
 }
 
@@ -340,8 +349,9 @@ async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
     let fb = json!({"target": "reply", "verdict": "edit", "input": "电话13812345678", "suggestion": "原", "edited": "改"});
     let (s, r) = call(&env, "POST", "/v1/feedback", Some("agent-a"), Some(fb)).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    let log = std::fs::read_to_string(env.tmp.path().join("feedback.jsonl")).unwrap();
-    assert!(log.contains("\"key_id\":\"agent-a\"") && !log.contains("13812345678"));
+    let stored = env.state.history.store.feedback().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].key_id == "agent-a" && stored[0].id == r["id"].as_str().unwrap() && !stored[0].input.contains("13812345678"), "{stored:?}");
 }
 
 #[tokio::test]
@@ -355,6 +365,132 @@ async fn ticket_assist_and_classify() {
     let (s, p) = call(&env, "POST", "/v1/classify", None, Some(json!({"text": "社保卡补办问题", "classifier": "classifier"}))).await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["ranked"][0]["label"], "人社局");
+}
+
+#[tokio::test]
+async fn assisted_tickets_are_stored_decided_reviewed_and_scoped_by_role() {
+    let env = setup(keys(), 4, false);
+    let text = "我叫王小明，电话13812345678，楼道燃气泄漏，物业一直不处理，请尽快安排";
+    let body = json!({"text": text, "reporter": "13812345678", "received_at_ms": 1_700_000_000_000i64});
+    let (s, first) = call(&env, "POST", "/v1/tickets/assist", Some("agent-a"), Some(body.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let id = first["ticket_id"].as_i64().expect("stored with an id");
+    assert_eq!(first["repeats"]["count"], 0, "{first}");
+    // The same reporter about the same matter a day later: flagged as a repeat of the first.
+    let later = json!({"text": text, "reporter": "138 1234 5678", "received_at_ms": 1_700_086_400_000i64});
+    let (_, second) = call(&env, "POST", "/v1/tickets/assist", Some("agent-a"), Some(later)).await;
+    assert_eq!(second["repeats"]["count"], 1, "{second}");
+    assert_eq!(second["repeats"]["earlier"][0]["id"], id);
+    assert!(second["repeats"]["message"].as_str().unwrap().contains("此前已有 1 件同类诉求"));
+    // Not kept when asked not to.
+    let (_, unstored) = call(&env, "POST", "/v1/tickets/assist", Some("agent-a"), Some(json!({"text": "路灯不亮", "store": false}))).await;
+    assert!(unstored.get("ticket_id").is_none(), "{unstored}");
+
+    // Stored masked, with predictions and models; the reporter only as a hash.
+    let stored = env.state.history.store.get(id).unwrap().unwrap();
+    assert!(!stored.ticket.text.contains("13812345678") && !stored.ticket.text.contains("王小明"), "{}", stored.ticket.text);
+    assert!(stored.ticket.reporter.as_deref().is_some_and(|r| r.starts_with("r-") && !r.contains("138")));
+    assert_eq!(stored.ticket.suggested_unit.as_deref(), Some("城管委"));
+    assert!(stored.ticket.predictions["departments"].is_array() && stored.ticket.kb_versions.is_object());
+
+    // Agents see their own tickets only; supervisors all.
+    let (s, mine) = call(&env, "GET", "/v1/tickets?limit=10", Some("agent-a"), None).await;
+    assert_eq!(s, StatusCode::OK, "{mine}");
+    assert_eq!(mine["tickets"].as_array().unwrap().len(), 2);
+    assert!(mine["tickets"][0].get("embedding").is_none());
+    let (_, theirs) = call(&env, "GET", "/v1/tickets", Some("agent-b"), None).await;
+    assert_eq!(theirs["tickets"].as_array().unwrap().len(), 0);
+    assert_eq!(call(&env, "GET", &format!("/v1/tickets/{id}"), Some("agent-b"), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "GET", "/v1/tickets?key=agent-a", Some("agent-b"), None).await.0, StatusCode::FORBIDDEN);
+    let (_, all) = call(&env, "GET", "/v1/tickets?key=agent-a&limit=1", Some("supervisor"), None).await;
+    assert_eq!(all["tickets"].as_array().unwrap().len(), 1);
+    let next = all["next_before_id"].as_i64().unwrap();
+    let (_, page2) = call(&env, "GET", &format!("/v1/tickets?before_id={next}"), Some("supervisor"), None).await;
+    assert_eq!(page2["tickets"][0]["id"], id);
+    assert_eq!(call(&env, "GET", "/v1/tickets?limit=0", Some("supervisor"), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&env, "GET", "/v1/tickets/999999", Some("supervisor"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&env, "GET", "/v1/tickets/abc", Some("supervisor"), None).await.0, StatusCode::BAD_REQUEST);
+
+    // The agent sends it elsewhere: the decision is kept and the ticket enters the review queue.
+    let d = json!({"verdict": "edited", "unit": "市住房城乡建设局", "reply": "已转住建部门，联系电话13812345678", "closed": true});
+    let (s, decided) = call(&env, "POST", &format!("/v1/tickets/{id}/decision"), Some("agent-a"), Some(d.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{decided}");
+    assert_eq!(decided["unit_changed"], true);
+    assert!(!decided.to_string().contains("13812345678"), "the reply is masked when stored");
+    assert_eq!(call(&env, "POST", &format!("/v1/tickets/{id}/decision"), Some("agent-b"), Some(d)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "POST", &format!("/v1/tickets/{id}/decision"), Some("agent-a"), Some(json!({"verdict": "maybe"}))).await.0, StatusCode::BAD_REQUEST);
+
+    assert_eq!(call(&env, "GET", "/v1/review/queue", Some("agent-a"), None).await.0, StatusCode::FORBIDDEN);
+    let (s, q) = call(&env, "GET", "/v1/review/queue", Some("reviewer"), None).await;
+    assert_eq!(s, StatusCode::OK, "{q}");
+    assert!(q["tickets"].as_array().unwrap().iter().any(|t| t["id"] == id), "{q}");
+    assert_eq!(call(&env, "POST", &format!("/v1/review/{id}"), Some("reviewer"), Some(json!({"note": "ok"}))).await.0, StatusCode::BAD_REQUEST);
+    let (s, r) = call(&env, "POST", &format!("/v1/review/{id}"), Some("reviewer"), Some(json!({"domain": "住房保障", "unit": "市住房城乡建设局"}))).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (_, q) = call(&env, "GET", "/v1/review/queue", Some("reviewer"), None).await;
+    assert!(!q["tickets"].as_array().unwrap().iter().any(|t| t["id"] == id), "reviewed tickets leave the queue");
+    let (s, bytes, h) = call_raw(&env, "GET", "/v1/review/labelled", Some("reviewer"), None, "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "application/x-ndjson");
+    let rows: Vec<Value> = String::from_utf8(bytes).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["unit"], "市住房城乡建设局");
+
+    // Deleting is for supervisors; the ticket and its feedback go.
+    let fb = json!({"target": "dispatch", "verdict": "reject", "input": "x", "suggestion": "城管委", "ticket_id": id});
+    assert_eq!(call(&env, "POST", "/v1/feedback", Some("agent-a"), Some(fb)).await.0, StatusCode::OK);
+    assert_eq!(call(&env, "DELETE", &format!("/v1/tickets/{id}"), Some("agent-a"), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&env, "DELETE", &format!("/v1/tickets/{id}"), Some("supervisor"), None).await.0, StatusCode::OK);
+    assert_eq!(call(&env, "DELETE", &format!("/v1/tickets/{id}"), Some("supervisor"), None).await.0, StatusCode::NOT_FOUND);
+    assert!(env.state.history.store.get(id).unwrap().is_none());
+    assert!(env.state.history.store.feedback().unwrap().iter().all(|f| f.ticket_id != Some(id)));
+}
+
+#[tokio::test]
+async fn supervisors_get_hot_issues_repeats_and_trends_over_the_store() {
+    let env = setup(keys(), 4, false);
+    let store = env.state.history.store.clone();
+    let day = 86_400_000i64;
+    let t0 = 1_700_000_000_000i64;
+    // Five residents of one estate about the same construction noise within a week, and
+    // unrelated tickets elsewhere.
+    for i in 0..5 {
+        let t = xiaoguan_tickets::NewTicket {
+            key_id: "agent-a".into(),
+            received_at_ms: t0 + i * day,
+            title: Some("南城街道鸿福花园工地夜间施工噪音扰民".into()),
+            text: format!("南城街道鸿福花园旁边的工地每晚施工到凌晨，噪音太大，第{i}次反映，请管一管"),
+            reporter: Some(format!("r-{i}")),
+            town: Some("南城街道".into()),
+            suggested_unit: Some("南城街道综合行政执法办".into()),
+            ..Default::default()
+        };
+        store.insert(&t).unwrap();
+    }
+    for (i, (title, town)) in [("虎门镇路灯不亮", "虎门镇"), ("长安镇社保卡补办", "长安镇"), ("塘厦镇公交站台破损", "塘厦镇")].iter().enumerate() {
+        let t = xiaoguan_tickets::NewTicket { key_id: "agent-a".into(), received_at_ms: t0 + i as i64 * day, title: Some(title.to_string()), text: title.to_string(), town: Some(town.to_string()), ..Default::default() };
+        store.insert(&t).unwrap();
+    }
+    assert_eq!(call(&env, "GET", "/v1/analytics/hot", Some("agent-a"), None).await.0, StatusCode::FORBIDDEN, "analytics are for supervisors");
+    assert_eq!(call(&env, "GET", "/v1/analytics/nope", Some("supervisor"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&env, "GET", "/v1/analytics/hot?format=pdf", Some("supervisor"), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&env, "GET", "/v1/analytics/hot?top=0", Some("supervisor"), None).await.0, StatusCode::BAD_REQUEST);
+    let (s, hot) = call(&env, "GET", "/v1/analytics/hot", Some("supervisor"), None).await;
+    assert_eq!(s, StatusCode::OK, "{hot}");
+    assert_eq!(hot["tickets"], 8);
+    let top = &hot["hot"]["groups"][0];
+    assert_eq!(top["tickets"], 5, "{hot}");
+    assert_eq!(top["reporters"], 5);
+    assert!(top["name"].as_str().unwrap().contains("鸿福花园"), "{top}");
+    let (s, trends) = call(&env, "GET", "/v1/analytics/trends", Some("supervisor"), None).await;
+    assert_eq!(s, StatusCode::OK, "{trends}");
+    let (s, bytes, h) = call_raw(&env, "GET", "/v1/analytics/report?format=html", Some("supervisor"), None, "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = String::from_utf8(bytes).unwrap();
+    assert!(html.contains("<svg") && html.contains("鸿福花园"), "a report with charts");
+    let (_, later) = call(&env, "GET", &format!("/v1/analytics/hot?since_ms={}", t0 + 10 * day), Some("supervisor"), None).await;
+    assert_eq!(later["tickets"], 0, "the time filter applies");
 }
 
 /// A .docx whose document.xml inflates to `inflated` bytes of one repeated paragraph.
@@ -467,7 +603,7 @@ async fn a_full_ingest_queue_is_429_with_retry_after_and_statuses_are_pollable()
     config.limits.upload_queue = 1;
     config.limits.upload_wait_secs = 0;
     config.limits.max_upload_bytes = 4096;
-    let state = xiaoguan_server::state(config, keys(), &env.tmp.path().join("feedback2.jsonl")).unwrap();
+    let state = xiaoguan_server::state(config, keys(), history(&env.tmp.path().join("tickets2.db"))).unwrap();
     let ready = env.state.ready.get().unwrap();
     let ready = Ready { assistant: ready.assistant.clone(), tickets: ready.tickets.clone(), kb_defs: Vec::new(), uploads_root: ready.uploads_root.clone(), data_root: ready.data_root.clone() };
     assert!(state.ready.set(ready).is_ok());

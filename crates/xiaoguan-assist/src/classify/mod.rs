@@ -5,6 +5,7 @@
 pub mod features;
 pub mod knn;
 pub mod linear;
+pub mod reviewed;
 pub mod spec;
 pub mod train;
 
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-pub use train::{load_examples, train, Example, TrainConfig, TrainReport};
+pub use train::{is_holdout, load_examples, train, Example, TrainConfig, TrainReport};
 
 /// Characters of a text given to the embedder (the head of a ticket carries its topic).
 pub const EMBED_CHARS: usize = 256;

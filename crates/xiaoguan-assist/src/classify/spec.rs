@@ -19,6 +19,10 @@ pub struct ClassifierSpec {
     /// Map label spellings to canonical names with the dispatch rules' department aliases.
     #[serde(default)]
     pub department_aliases: bool,
+    /// The ticket store's review field this head learns from (request_type | domain | category |
+    /// unit): `classify train` adds the reviewed tickets' labels as training rows.
+    #[serde(default)]
+    pub review_field: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

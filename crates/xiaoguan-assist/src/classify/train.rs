@@ -110,6 +110,9 @@ pub struct TrainConfig {
     /// Retrain the shipped model on every row. Off by default so the held-out rows stay unseen
     /// and evaluation suites can measure on them (`split: holdout`).
     pub final_on_all_rows: bool,
+    /// Hold out exactly these ids instead of the hashed `holdout_percent` (experiments that fix
+    /// their own evaluation rows, e.g. the labelling-loop simulation).
+    pub held_out: Option<std::collections::HashSet<String>>,
 }
 
 impl Default for TrainConfig {
@@ -123,6 +126,7 @@ impl Default for TrainConfig {
             knn_tau: 0.02,
             target_precision: 0.9,
             final_on_all_rows: false,
+            held_out: None,
         }
     }
 }
@@ -235,7 +239,10 @@ pub fn train(
     }
     let index: BTreeMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let label_of = |e: &Example| index[e.label.as_str()];
-    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| is_holdout(&examples[i].id, cfg.holdout_percent));
+    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| match &cfg.held_out {
+        Some(ids) => ids.contains(&examples[i].id),
+        None => is_holdout(&examples[i].id, cfg.holdout_percent),
+    });
     if test_idx.is_empty() || train_idx.is_empty() {
         return Err(AssistError::InvalidInput(format!("{} rows are too few to hold out a split", examples.len())));
     }

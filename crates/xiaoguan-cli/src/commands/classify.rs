@@ -19,6 +19,10 @@ pub enum ClassifyCmd {
     Train(TrainArgs),
     /// Classify a text, or score a labelled JSONL file (rows never seen in training).
     Predict(PredictArgs),
+    /// The labelling loop, simulated: held-out rows go through the ticket store's review queue
+    /// (unsure or agent-corrected), N are confirmed, the head is retrained with them, and the
+    /// gain is measured on held-out rows none of the models saw.
+    LoopSim(super::labelling::LoopSimArgs),
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +66,12 @@ pub struct TrainArgs {
     pub knn_k: usize,
     #[arg(long)]
     pub json: bool,
+    /// The ticket store whose reviewed tickets are added as training rows (default: the service's).
+    #[arg(long, env = "XIAOGUAN_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Train on the dataset only, without the reviewed tickets.
+    #[arg(long)]
+    pub no_reviewed: bool,
     #[command(flatten)]
     pub paths: KbPaths,
 }
@@ -125,9 +135,45 @@ fn print_report(r: &TrainReport) {
     );
 }
 
+/// Reviewed tickets for a head that learns from a review field, from the store the service uses
+/// (none when there is no store yet).
+fn reviewed_rows(reg: &ModelRegistry, database: Option<&str>, spec: &ClassifierSpec, map: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Vec<classify::Example>> {
+    let Some(field) = &spec.review_field else { return Ok(Vec::new()) };
+    let c = xiaoguan_server::config::DatabaseConfig { url: database.map(String::from), ..Default::default() };
+    let url = xiaoguan_server::database::url(&c, reg.store().home())?;
+    if !url.starts_with("postgres") && !Path::new(url.strip_prefix("sqlite://").unwrap_or(&url)).exists() {
+        return Ok(Vec::new());
+    }
+    let store = super::tickets::open_store(reg, Some(&url))?;
+    Ok(classify::reviewed::reviewed_examples(&store.reviewed()?, field, map))
+}
+
+/// The head's label spelling: department names through the dispatch rules' aliases.
+pub fn label_map<'a>(rules: Option<&'a DispatchRules>) -> impl Fn(&str) -> Option<String> + 'a {
+    move |l: &str| Some(rules.map(|r| r.canonical(l)).unwrap_or_else(|| l.to_string()))
+}
+
 fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data: &Path, rules: Option<&DispatchRules>) -> anyhow::Result<TrainReport> {
-    let map = |l: &str| -> Option<String> { Some(rules.map(|r| r.canonical(l)).unwrap_or_else(|| l.to_string())) };
-    let (examples, skipped, sha) = classify::load_examples(data, &spec.text, &spec.label, spec.id.as_deref(), &map)?;
+    let map = label_map(rules);
+    let (mut examples, skipped, mut sha) = classify::load_examples(data, &spec.text, &spec.label, spec.id.as_deref(), &map)?;
+    if !args.no_reviewed && args.file.data.is_none() {
+        let extra = reviewed_rows(reg, args.database.as_deref(), spec, &map)?;
+        if !extra.is_empty() {
+            if !args.json {
+                println!("{}: + {} reviewed ticket(s) from the ticket store", spec.name, extra.len());
+            }
+            // The model's provenance names the reviewed rows too.
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(sha.as_bytes());
+            for e in &extra {
+                h.update(e.id.as_bytes());
+                h.update(e.label.as_bytes());
+            }
+            sha = hex::encode(h.finalize());
+            examples.extend(extra);
+        }
+    }
     let (embeddings, embedder_id) = if args.no_embed {
         (None, None)
     } else {
@@ -173,6 +219,7 @@ pub fn run(reg: &ModelRegistry, cmd: &ClassifyCmd) -> anyhow::Result<()> {
                     label: args.file.label_field.clone(),
                     id: args.id_field.clone(),
                     department_aliases: false,
+                    review_field: None,
                 };
                 train_one(reg, args, &spec, data, None)?;
                 return Ok(());
@@ -191,6 +238,7 @@ pub fn run(reg: &ModelRegistry, cmd: &ClassifyCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClassifyCmd::LoopSim(args) => super::labelling::loop_sim(reg, args),
         ClassifyCmd::Predict(args) => {
             let model = ClassifierModel::load(&model_dir(reg, &args.model))?;
             let embedder = match &model.meta.embedder {

@@ -4,9 +4,11 @@ pub mod classify;
 pub mod eval;
 pub mod infer;
 pub mod kb;
+pub mod labelling;
 pub mod load;
 pub mod models;
 pub mod serve;
+pub mod tickets;
 
 use crate::{Cli, Command};
 use xiaoguan_models::registry::ModelRegistry;
@@ -26,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(_) => unreachable!("handled above"),
         Command::Feedback(cmd) => serve::feedback(&reg, cmd),
+        Command::Tickets(args) => tickets::run(&reg, args),
         Command::Keys(cmd) => serve::keys(cmd),
         Command::Models(cmd) => models::run(&reg, cmd),
         Command::Embed(args) => infer::embed(&reg, args),

@@ -44,10 +44,11 @@ pub struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum FeedbackCmd {
-    /// Write the feedback log as labelled JSONL (stdout or --out).
+    /// Write the feedback in the ticket store as labelled JSONL (stdout or --out).
     Export {
-        #[arg(long)]
-        log: Option<PathBuf>,
+        /// The store (default: the service's, <home>/tickets/tickets.db).
+        #[arg(long, env = "XIAOGUAN_DATABASE_URL")]
+        database: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -59,7 +60,7 @@ pub enum KeysCmd {
     New {
         #[arg(long)]
         id: String,
-        #[arg(long, value_parser = ["agent", "integrator", "evaluator", "admin"])]
+        #[arg(long, value_parser = ["agent", "integrator", "evaluator", "supervisor", "reviewer", "admin"])]
         role: String,
         /// Knowledge bases the key may see (repeatable; default all).
         #[arg(long = "kb")]
@@ -110,7 +111,8 @@ pub fn serve(reg: ModelRegistry, args: &ServeArgs) -> anyhow::Result<()> {
     let data_root = args.settings.paths.data_root();
     let uploads_root = reg.store().home().join("uploads");
     let with_generator = config.generator;
-    let st = xiaoguan_server::state(config.clone(), keys, &feedback_path(&reg, &config))?;
+    let history = xiaoguan_server::database::open(&config.database, reg.store().home(), &feedback_path(&reg, &config))?;
+    let st = xiaoguan_server::state(config.clone(), keys, history)?;
     let build = move || -> anyhow::Result<Ready> {
         let (assistant, missing) = setup::assistant(&reg, &paths, &settings, None, with_generator)?;
         for m in missing {
@@ -142,19 +144,18 @@ pub fn serve(reg: ModelRegistry, args: &ServeArgs) -> anyhow::Result<()> {
 
 pub fn feedback(reg: &ModelRegistry, cmd: &FeedbackCmd) -> anyhow::Result<()> {
     match cmd {
-        FeedbackCmd::Export { log, out } => {
-            let log = log.clone().unwrap_or_else(|| feedback_path(reg, &ServerConfig::default()));
-            if !log.exists() {
-                return Err(xiaoguan_assist::AssistError::InvalidInput(format!("{}: no feedback log yet", log.display())).into());
-            }
-            let (n, skipped) = match out {
+        FeedbackCmd::Export { database, out } => {
+            let store = super::tickets::open_store(reg, database.as_deref())?;
+            let n = match out {
                 Some(p) => {
                     let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
-                    xiaoguan_server::feedback::export(&log, &mut f)?
+                    let n = xiaoguan_server::feedback::export(store.as_ref(), &mut f)?;
+                    std::io::Write::flush(&mut f)?;
+                    n
                 }
-                None => xiaoguan_server::feedback::export(&log, &mut std::io::stdout().lock())?,
+                None => xiaoguan_server::feedback::export(store.as_ref(), &mut std::io::stdout().lock())?,
             };
-            eprintln!("{n} feedback records exported ({skipped} unreadable lines skipped)");
+            eprintln!("{n} feedback records exported from {}", store.location());
             Ok(())
         }
     }

@@ -1,8 +1,10 @@
 //! The router: routes, the caller extractor (keys and scopes), request ids, metrics, limits.
 
+pub mod analytics;
 pub mod answer;
 pub mod kbs;
 pub mod ops;
+pub mod records;
 pub mod tickets;
 
 use crate::auth::Principal;
@@ -63,6 +65,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/classify", post(tickets::classify))
         .route("/v1/search", post(tickets::search))
         .route("/v1/feedback", post(tickets::feedback))
+        .route("/v1/tickets", get(records::list))
+        .route("/v1/tickets/{id}", get(records::get_one).delete(records::remove))
+        .route("/v1/tickets/{id}/decision", post(records::decide))
+        .route("/v1/review/queue", get(records::queue))
+        .route("/v1/review/labelled", get(records::labelled))
+        .route("/v1/review/{id}", post(records::review))
+        .route("/v1/analytics/{section}", get(analytics::analytics))
         .route("/v1/kbs", get(kbs::list))
         .route("/v1/kbs/{id}", get(kbs::get_one))
         .route("/v1/kbs/{id}/documents/{doc}", delete(kbs::remove))

@@ -22,6 +22,7 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
                 "status": "ready", "kbs": kbs,
                 "embedder": r.assistant.embedder().model_id(),
                 "generator": r.assistant.generator().map(|g| g.model_id().to_string()),
+                "ticket_store": {"backend": st.history.store.backend(), "location": st.history.store.location(), "storing": st.config.database.store_tickets},
             }))
             .into_response()
         }

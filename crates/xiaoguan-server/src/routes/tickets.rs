@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
 use xiaoguan_assist::classify::embedding_text;
+use xiaoguan_assist::history::RecordMeta;
 use xiaoguan_assist::ticket::{TicketInput, MAX_TICKET_CHARS};
 use xiaoguan_kb::SearchOptions;
 use xiaoguan_models::TextKind;
@@ -31,6 +32,18 @@ pub struct TicketBody {
     /// Draft the reply with the generator (slow on CPU; queued).
     #[serde(default)]
     pub generate: bool,
+    /// The reporter's phone number or account: only a salted hash is kept, to find their
+    /// earlier tickets (repeats).
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub reporter: Option<String>,
+    /// When the ticket came in (unix ms; default now).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub received_at_ms: Option<i64>,
+    /// Keep it in the ticket store (default true; false: assist only, nothing kept).
+    #[serde(default)]
+    pub store: Option<bool>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
@@ -38,7 +51,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
 }
 
 #[utoipa::path(post, path = "/v1/tickets/assist", request_body = TicketBody,
-    responses((status = 200, description = "Masked text, summary, request type, domain, category, departments with reasons, 弱信号 flags, suggested reply, similar tickets, review flags"),
+    responses((status = 200, description = "Masked text, summary, request type, domain, category, departments with reasons, 弱信号 flags, suggested reply, similar tickets, review flags; ticket_id and repeats (此前已有 N 件同类诉求) when stored"),
                (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
                (status = 401, description = "No or unknown key", body = ErrorBody),
                (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
@@ -62,13 +75,29 @@ pub async fn assist(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
     let kbs = who.scope(None, &served)?;
     let gen = if body.generate && ready.assistant.generator().is_some() { Some(st.generator_slot().await?) } else { None };
     let cpu = st.cpu_slot().await?;
+    if body.reporter.as_ref().is_some_and(|r| r.chars().count() > 64) {
+        return Err(ApiError::bad_request("reporter is longer than 64 characters"));
+    }
+    if body.received_at_ms.is_some_and(|t| t < 0) {
+        return Err(ApiError::bad_request("received_at_ms must not be negative"));
+    }
     let tickets = ready.tickets.clone();
+    let store = st.config.database.store_tickets && body.store != Some(false);
+    let history = st.history.clone();
+    let meta = RecordMeta { key_id: who.key_id.clone(), reporter: body.reporter, received_at_ms: body.received_at_ms };
     let input = TicketInput { text: body.text, title: body.title, fields: body.fields, generate: body.generate, kbs, exclude_id: None };
     let r = blocking(move || {
         let _permits = (gen, cpu);
-        tickets.assist(&input).map_err(ApiError::from)
+        let mut r = tickets.assist(&input).map_err(ApiError::from)?;
+        if store {
+            history.record(&tickets, &input, &mut r, &meta).map_err(ApiError::from)?;
+        }
+        Ok(r)
     })
     .await?;
+    if r.repeats.as_ref().is_some_and(|x| x.count > 0) {
+        metrics::counter!("xiaoguan_ticket_repeats_total").increment(1);
+    }
     metrics::counter!("xiaoguan_tickets_total", "escalate" => r.signals.escalate.to_string()).increment(1);
     Ok(axum::Json(r).into_response())
 }
@@ -200,7 +229,7 @@ pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
 }
 
 #[utoipa::path(post, path = "/v1/feedback", request_body = FeedbackRequest,
-    responses((status = 200, description = "Stored durably (fsync'd) with its id"),
+    responses((status = 200, description = "Committed to the ticket store, with its id"),
                (status = 400, description = "Malformed JSON or bad input", body = ErrorBody),
                (status = 401, description = "No or unknown key", body = ErrorBody),
                (status = 403, description = "Outside the key's role or scope", body = ErrorBody),
@@ -221,9 +250,16 @@ pub async fn feedback(State(st): State<Arc<AppState>>, Caller(who): Caller, Json
     if body.verdict == crate::feedback::Verdict::Edit && body.edited.as_deref().is_none_or(|e| e.trim().is_empty()) {
         return Err(ApiError::bad_request("an `edit` verdict needs the edited text"));
     }
-    let st2 = st.clone();
-    let key = who.key_id.clone();
-    let rec = blocking(move || st2.feedback.append(&key, body).map_err(|e| ApiError::internal(format!("feedback log: {e}")))).await?;
+    if body.ticket_id.is_some_and(|id| id < 1) {
+        return Err(ApiError::bad_request("ticket_id must be a stored ticket's id (1 or more)"));
+    }
+    let store = st.history.store.clone();
+    let rec = crate::feedback::entry(&who.key_id, body);
+    let rec = blocking(move || {
+        store.add_feedback(&rec)?;
+        Ok(rec)
+    })
+    .await?;
     metrics::counter!("xiaoguan_feedback_total").increment(1);
     Ok(axum::Json(json!({"id": rec.id, "stored": true})).into_response())
 }

@@ -1,0 +1,102 @@
+//! Opening the ticket store the configuration names: the URL (env `XIAOGUAN_DATABASE_URL` first),
+//! the PostgreSQL password from its environment variable, the reporter salt, retention.
+
+use crate::config::DatabaseConfig;
+use std::path::Path;
+use std::sync::Arc;
+use xiaoguan_assist::history::TicketHistory;
+use xiaoguan_tickets::TicketStore;
+
+/// The store's URL: env `XIAOGUAN_DATABASE_URL`, else `[database] url`, else the SQLite file
+/// `<home>/tickets/tickets.db`; a PostgreSQL password comes from `password_env`.
+pub fn url(config: &DatabaseConfig, home: &Path) -> anyhow::Result<String> {
+    let url = std::env::var("XIAOGUAN_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| config.url.clone())
+        .unwrap_or_else(|| home.join("tickets").join("tickets.db").display().to_string());
+    match (&config.password_env, url.starts_with("postgres")) {
+        (Some(var), true) => {
+            let pw = std::env::var(var).map_err(|_| anyhow::anyhow!("[database] password_env names {var}, which is not set"))?;
+            with_password(&url, &pw)
+        }
+        _ => Ok(url),
+    }
+}
+
+/// `postgres://user@host/db` + password → `postgres://user:pw@host/db` (percent-encoded).
+fn with_password(url: &str, pw: &str) -> anyhow::Result<String> {
+    let start = url.find("://").map(|i| i + 3).ok_or_else(|| anyhow::anyhow!("the database url has no scheme"))?;
+    let at = url[start..].find('@').map(|i| start + i).ok_or_else(|| anyhow::anyhow!("the database url names no user (postgres://USER@host/db) for the password"))?;
+    if url[start..at].contains(':') {
+        anyhow::bail!("the database url already holds a password: keep it in the environment variable only");
+    }
+    let enc: String = pw.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    Ok(format!("{}:{enc}{}", &url[..at], &url[at..]))
+}
+
+/// The salt reporters are hashed with: the environment variable, else a random one kept in
+/// `<home>/tickets/reporter.salt` (created once, owner-only).
+pub fn reporter_salt(config: &DatabaseConfig, home: &Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::env::var(&config.reporter_salt_env) {
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    let path = home.join("tickets").join("reporter.salt");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(path.parent().unwrap_or(home))?;
+    let mut b = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
+    let salt = hex::encode(b);
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        f.write_all(salt.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(salt)
+}
+
+/// Open the store (migrating it), import the old feedback log once, and apply retention.
+pub fn open(config: &DatabaseConfig, home: &Path, legacy_feedback_log: &Path) -> anyhow::Result<Arc<TicketHistory>> {
+    let url = url(config, home)?;
+    let store: Arc<dyn TicketStore> = xiaoguan_tickets::open(&url).map_err(|e| anyhow::anyhow!("ticket store {}: {e}", xiaoguan_tickets::redact_url(&url)))?;
+    tracing::warn!("ticket store: {} at {} (schema {})", store.backend(), store.location(), store.schema_version()?);
+    crate::feedback::import_legacy_log(store.as_ref(), legacy_feedback_log)?;
+    if let Some(days) = config.retention_days {
+        purge(store.as_ref(), days)?;
+    }
+    Ok(Arc::new(TicketHistory::new(store, reporter_salt(config, home)?)))
+}
+
+/// Retention: delete tickets received more than `days` ago.
+pub fn purge(store: &dyn TicketStore, days: u32) -> anyhow::Result<u64> {
+    let before = xiaoguan_tickets::now_ms() - days as i64 * 86_400_000;
+    let n = store.purge_before(before)?;
+    if n > 0 {
+        tracing::warn!("retention: deleted {n} ticket(s) older than {days} days");
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_added_encoded_and_never_doubled() {
+        assert_eq!(super::with_password("postgres://xg@127.0.0.1:5432/xg", "p@ss:w/rd").unwrap(), "postgres://xg:p%40ss%3Aw%2Frd@127.0.0.1:5432/xg");
+        assert!(super::with_password("postgres://xg:old@h/db", "new").is_err());
+        assert!(super::with_password("postgres://h/db", "new").is_err());
+    }
+}
