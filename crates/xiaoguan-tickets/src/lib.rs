@@ -38,6 +38,10 @@ pub trait TicketStore: Send + Sync {
 
     /// Store an assisted ticket (text, title and reply are masked again here, whatever the caller did).
     fn insert(&self, ticket: &NewTicket) -> Result<TicketId>;
+    /// Store many tickets in one transaction (importing history): all or none. Ids in order.
+    fn insert_many(&self, tickets: &[NewTicket]) -> Result<Vec<TicketId>> {
+        tickets.iter().map(|t| self.insert(t)).collect()
+    }
     fn get(&self, id: TicketId) -> Result<Option<TicketRecord>>;
     /// Newest first, filtered; `before_id` pages backwards.
     fn list(&self, query: &TicketQuery) -> Result<Vec<TicketRecord>>;

@@ -186,34 +186,48 @@ impl TicketStore for SqliteStore {
     }
 
     fn insert(&self, t: &NewTicket) -> Result<TicketId> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO tickets (key_id, received_at_ms, title, text, reporter, place, town, request_type, domain, category,
-                suggested_unit, confidence, needs_review, escalate, predictions, kb_versions, models, embedding)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            params![
-                t.key_id,
-                t.received_at_ms,
-                mask_opt(&t.title),
-                mask(&t.text),
-                t.reporter,
-                t.place,
-                t.town,
-                t.request_type,
-                t.domain,
-                t.category,
-                t.suggested_unit,
-                t.confidence.map(|c| c as f64),
-                t.needs_review as i64,
-                t.escalate as i64,
-                to_json(&t.predictions)?,
-                to_json(&t.kb_versions)?,
-                to_json(&t.models)?,
-                t.embedding.as_deref().map(vector_to_bytes),
-            ],
-        )
-        .map_err(db)?;
-        Ok(conn.last_insert_rowid())
+        Ok(self.insert_many(std::slice::from_ref(t))?[0])
+    }
+
+    fn insert_many(&self, tickets: &[NewTicket]) -> Result<Vec<TicketId>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db)?;
+        let mut ids = Vec::with_capacity(tickets.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tickets (key_id, received_at_ms, title, text, reporter, place, town, request_type, domain, category,
+                        suggested_unit, confidence, needs_review, escalate, predictions, kb_versions, models, embedding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                )
+                .map_err(db)?;
+            for t in tickets {
+                stmt.execute(params![
+                    t.key_id,
+                    t.received_at_ms,
+                    mask_opt(&t.title),
+                    mask(&t.text),
+                    t.reporter,
+                    t.place,
+                    t.town,
+                    t.request_type,
+                    t.domain,
+                    t.category,
+                    t.suggested_unit,
+                    t.confidence.map(|c| c as f64),
+                    t.needs_review as i64,
+                    t.escalate as i64,
+                    to_json(&t.predictions)?,
+                    to_json(&t.kb_versions)?,
+                    to_json(&t.models)?,
+                    t.embedding.as_deref().map(vector_to_bytes),
+                ])
+                .map_err(db)?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(ids)
     }
 
     fn get(&self, id: TicketId) -> Result<Option<TicketRecord>> {

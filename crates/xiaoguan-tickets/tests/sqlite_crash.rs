@@ -50,10 +50,9 @@ fn a_kill_9_during_writes_loses_no_committed_ticket_and_two_processes_write_one_
     let started = Instant::now();
     for line in reader.lines() {
         let line = line.unwrap();
-        let mut parts = line.split_whitespace();
-        if parts.next() != Some("committed") {
-            continue;
-        }
+        // The harness prints "test writer_process ... " before the first line.
+        let Some(at) = line.find("committed ") else { continue };
+        let mut parts = line[at..].split_whitespace().skip(1);
         let id: i64 = parts.next().unwrap().parse().unwrap();
         let i: i64 = parts.next().unwrap().parse().unwrap();
         committed.push((id, format!("killed 第{i}件 楼道灯坏了")));
@@ -66,8 +65,8 @@ fn a_kill_9_during_writes_loses_no_committed_ticket_and_two_processes_write_one_
     let _ = killed.wait();
     let out = survivor.wait_with_output().unwrap();
     assert!(out.status.success(), "the second writer failed next to the killed one");
-    let survivor_ids: Vec<i64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_prefix("committed ")).map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect();
-    assert_eq!(survivor_ids.len(), 2000);
+    let survivor_ids: Vec<i64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.find("committed ").map(|at| &l[at + 10..])).map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect();
+    assert_eq!(survivor_ids.len(), 2000, "{}", String::from_utf8_lossy(&out.stdout).chars().take(600).collect::<String>());
     assert!(committed.len() >= 50, "the killed writer committed too little to test ({})", committed.len());
 
     let store = SqliteStore::open(&db).unwrap();

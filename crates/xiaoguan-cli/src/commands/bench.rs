@@ -39,6 +39,8 @@ pub enum BenchCmd {
     Store(StoreBench),
     /// Load test a running service (closed loop): throughput, latency percentiles, 429s, server memory.
     Http(super::load::HttpBench),
+    /// The ticket store: assist + store throughput, analytics over a large store (time, memory).
+    Tickets(super::bench_tickets::TicketsBench),
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +86,7 @@ pub fn run(reg: &ModelRegistry, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Generate(b) => generate(reg, b),
         BenchCmd::Store(b) => store(reg, b),
         BenchCmd::Http(b) => super::load::run(b),
+        BenchCmd::Tickets(b) => super::bench_tickets::run(reg, b),
         BenchCmd::Texts => {
             for t in SAMPLE_TEXTS {
                 println!("{t}");

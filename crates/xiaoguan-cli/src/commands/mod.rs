@@ -1,5 +1,6 @@
 pub mod ask;
 pub mod bench;
+pub mod bench_tickets;
 pub mod classify;
 pub mod eval;
 pub mod infer;

@@ -54,6 +54,21 @@ pub enum TicketsCmd {
     },
     /// Import an earlier version's feedback JSONL log (ids already stored are skipped).
     ImportFeedback { file: PathBuf },
+    /// Import historical tickets from JSONL (e.g. a city's past 12345 tickets), so repeats and
+    /// analytics see them: masked, reporters hashed, places read from the text.
+    Import {
+        file: PathBuf,
+        /// Field mapping overrides, KEY=FIELD (defaults: id, time, title, text, user, likes,
+        /// reply, reply_time, domain, category, unit…).
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        /// Embed each ticket (title + text) with this embedder so repeats use meaning ("none": no vectors).
+        #[arg(long, default_value = "e5-small")]
+        embed: String,
+        /// The key id the imported tickets are filed under.
+        #[arg(long, default_value = "import")]
+        key_id: String,
+    },
     /// The review queue: unsure or corrected tickets, oldest first.
     Queue {
         #[arg(long, default_value_t = 20)]
@@ -169,6 +184,48 @@ pub fn run(reg: &ModelRegistry, args: &TicketsArgs) -> anyhow::Result<()> {
             }
             eprintln!("{} imported, {} already in the store, {} skipped", r.imported, r.already, r.skipped);
         }
+        TicketsCmd::Import { file, fields, embed, key_id } => {
+            let map = xiaoguan_analytics::load::FieldMap::default().with_overrides(fields).map_err(|e| anyhow::anyhow!(xiaoguan_assist::AssistError::InvalidInput(e)))?;
+            let rows = xiaoguan_analytics::load::load_jsonl(file, &map).map_err(|e| anyhow::anyhow!(xiaoguan_assist::AssistError::InvalidInput(e.to_string())))?;
+            let salt = xiaoguan_server::database::reporter_salt(&c, reg.store().home())?;
+            let embeddings = if embed == "none" {
+                None
+            } else {
+                let e = reg.embedder(embed)?;
+                let texts: Vec<String> = rows.iter().map(|t| if t.title.is_empty() { t.text.clone() } else { format!("{}。{}", t.title, t.text) }).collect();
+                let masked: Vec<String> = texts.iter().map(|t| xiaoguan_text::mask_pii(t).text).collect();
+                Some(super::classify::embed_texts(reg, e.as_ref(), &masked, false)?)
+            };
+            let started = std::time::Instant::now();
+            let mut stored = 0;
+            for (chunk_no, chunk) in rows.chunks(1000).enumerate() {
+                let batch: Vec<xiaoguan_tickets::NewTicket> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| imported(t, key_id, &salt, embeddings.as_ref().map(|e| e[chunk_no * 1000 + i].clone())))
+                    .collect();
+                let ids = store.insert_many(&batch)?;
+                for (t, id) in chunk.iter().zip(&ids) {
+                    if t.closed {
+                        let d = xiaoguan_tickets::Decision {
+                            key_id: key_id.clone(),
+                            at_ms: t.closed_at_ms.unwrap_or(t.time_ms),
+                            verdict: xiaoguan_tickets::Verdict::Accepted,
+                            unit: t.unit.clone(),
+                            request_type: None,
+                            domain: None,
+                            category: None,
+                            reply: None,
+                            final_unit: t.unit.clone(),
+                            closed: true,
+                        };
+                        store.decide(*id, &d)?;
+                    }
+                }
+                stored += ids.len();
+            }
+            eprintln!("{stored} ticket(s) imported from {} into {} in {:.1}s", file.display(), store.location(), started.elapsed().as_secs_f64());
+        }
         TicketsCmd::Queue { limit } => {
             for t in store.review_queue(*limit)? {
                 println!("{}", xiaoguan_server::routes::records::view(&t));
@@ -194,4 +251,27 @@ pub fn run(reg: &ModelRegistry, args: &TicketsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A historical ticket as stored: masked (by the store), the reporter hashed, the place read
+/// from its title and text.
+fn imported(t: &xiaoguan_analytics::Ticket, key_id: &str, salt: &str, embedding: Option<Vec<f32>>) -> xiaoguan_tickets::NewTicket {
+    let place = xiaoguan_analytics::ticket_place(t);
+    xiaoguan_tickets::NewTicket {
+        key_id: key_id.to_string(),
+        received_at_ms: t.time_ms,
+        title: (!t.title.is_empty()).then(|| t.title.clone()),
+        text: t.text.clone(),
+        reporter: t.reporter.as_deref().and_then(|r| xiaoguan_tickets::reporter_key(r, salt)),
+        place: place.label(),
+        town: t.town.clone().or_else(|| place.coarse_key().map(String::from)),
+        domain: t.domain.clone(),
+        category: t.category.clone(),
+        suggested_unit: t.suggested_unit.clone().or_else(|| t.unit.clone()),
+        predictions: serde_json::json!({"imported_id": t.id, "likes": t.likes}),
+        kb_versions: serde_json::json!({}),
+        models: serde_json::json!({}),
+        embedding,
+        ..Default::default()
+    }
 }
