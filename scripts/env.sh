@@ -14,10 +14,21 @@ ensure_system_packages() {
     command -v python3 >/dev/null || missing+=(python3)
     python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
+    # The ticket store's PostgreSQL tests start a throwaway server from these binaries.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}" >&2
         if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+        # policy-rc.d: the package must not start (or leave running) a system cluster; the
+        # tests run their own server.
+        local policy=/usr/sbin/policy-rc.d added_policy=""
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && added_policy=1
+        fi
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+        local rc=$?
+        [ -n "$added_policy" ] && $SUDO rm -f "$policy"
+        [ $rc = 0 ] || return $rc
     fi
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 }
