@@ -104,9 +104,16 @@ pub fn group(corpus: &Corpus, cfg: &Config) -> (Vec<Vec<usize>>, u64, usize) {
         x
     }
     let links = edges.len();
+    // Each group's district and town (where any member names one): a merge may not give a
+    // group two districts or two towns, whatever the linking pair says.
+    let mut area: Vec<(Option<&str>, Option<&str>)> = corpus.places.iter().map(|p| (p.district.as_deref(), p.town.as_deref())).collect();
+    let agree = |x: Option<&str>, y: Option<&str>| x.is_none() || y.is_none() || x == y;
     for &(_, a, b) in &edges {
         let (ra, rb) = (find(&mut parent, a as usize), find(&mut parent, b as usize));
         if ra == rb {
+            continue;
+        }
+        if !agree(area[ra].0, area[rb].0) || !agree(area[ra].1, area[rb].1) {
             continue;
         }
         let ok = {
@@ -121,6 +128,7 @@ pub fn group(corpus: &Corpus, cfg: &Config) -> (Vec<Vec<usize>>, u64, usize) {
         cent[big].as_mut().unwrap().absorb(c);
         parent[small] = big;
         size[big] += size[small];
+        area[big] = (area[big].0.or(area[small].0), area[big].1.or(area[small].1));
     }
     let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
     for i in 0..n {

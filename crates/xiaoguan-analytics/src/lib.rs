@@ -342,11 +342,32 @@ impl<'a> Corpus<'a> {
     }
 }
 
-/// The place of a ticket: its known place and town first, then its title and text.
+/// The place of a ticket: what its title and text name, with its known place label
+/// ("南城街道·鸿福路", as [`Place::label`] writes it) and town taking precedence.
 pub fn ticket_place(t: &Ticket) -> Place {
-    let hint = [t.town.as_deref(), t.place.as_deref()].iter().flatten().copied().collect::<Vec<_>>().join(" ");
-    let title = if hint.is_empty() { t.title.clone() } else { format!("{hint} {}", t.title) };
-    place::extract(&title, &t.text)
+    let mut p = place::extract(&t.title, &t.text);
+    if let Some(label) = t.place.as_deref().filter(|s| !s.trim().is_empty()) {
+        let known = place::from_label(label);
+        if known.district.is_some() {
+            p.district = known.district;
+        }
+        if known.town.is_some() {
+            p.town = known.town;
+        }
+        for m in known.mentions.into_iter().rev() {
+            p.mentions.retain(|x| x.key != m.key);
+            p.mentions.insert(0, m);
+        }
+    }
+    if let Some(town) = t.town.as_deref().filter(|s| !s.trim().is_empty()) {
+        let k = place::extract(town, "");
+        match (k.district, k.town) {
+            (_, Some(tn)) => p.town = Some(tn),
+            (Some(d), None) => p.district = Some(d),
+            (None, None) => p.town = Some(town.trim().to_string()),
+        }
+    }
+    p
 }
 
 fn dense_vectors(tickets: &[Ticket]) -> Option<Vec<Vec<f32>>> {

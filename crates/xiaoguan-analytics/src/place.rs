@@ -201,6 +201,34 @@ pub fn extract(title: &str, text: &str) -> Place {
     p
 }
 
+/// A place label as [`Place::label`] writes it ("A3区·米兰春天", "南城街道·鸿福路", "南城街道"):
+/// the part before '·' is the district or town, the part after the fine place. A label
+/// with no '·' is read as text.
+pub fn from_label(label: &str) -> Place {
+    let label = label.trim();
+    let Some((coarse, fine)) = label.split_once('·') else {
+        let p = extract(label, "");
+        return if p.is_empty() && !label.is_empty() { Place { town: Some(label.to_string()), ..Default::default() } } else { p };
+    };
+    let c = extract(coarse, "");
+    let mut p = Place { district: c.district.clone(), town: c.town.clone(), mentions: Vec::new() };
+    if p.district.is_none() && p.town.is_none() && !coarse.is_empty() {
+        p.town = Some(coarse.to_string());
+    }
+    let fine = fine.trim();
+    if fine.chars().count() >= 2 {
+        let found = extract(fine, "");
+        let m = found.mentions.into_iter().find(|m| m.name == fine).unwrap_or_else(|| Mention {
+            kind: FineKind::Estate,
+            name: fine.to_string(),
+            key: strip_generic_tail(fine),
+            in_title: true,
+        });
+        p.mentions.push(Mention { in_title: true, ..m });
+    }
+    p
+}
+
 /// Place of a single text.
 pub fn extract_text(s: &str) -> Place {
     extract("", s)
@@ -634,6 +662,17 @@ mod tests {
         assert_eq!(p.fine_key(), Some("小塘路"));
         let p = extract("建议在A2区中信广场地铁站建一个公益停车坪", "");
         assert!(keys(&p).iter().any(|k| k.contains("中信")), "{p:?}");
+    }
+
+    #[test]
+    fn labels_read_back() {
+        let p = extract("A3区一米阳光婚纱艺术摄影", "座落在A市A3区联丰路米兰春天G2栋320");
+        let back = from_label(&p.label().unwrap());
+        assert_eq!(back.district.as_deref(), Some("A3区"));
+        assert_eq!(back.fine_key(), Some("米兰春天"));
+        let d = from_label("南城街道·鸿福社区");
+        assert_eq!((d.town.as_deref(), d.fine_key()), (Some("南城街道"), Some("鸿福")));
+        assert_eq!(from_label("长安镇").town.as_deref(), Some("长安镇"));
     }
 
     #[test]

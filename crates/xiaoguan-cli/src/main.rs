@@ -45,6 +45,8 @@ pub enum Command {
     Feedback(commands::serve::FeedbackCmd),
     /// The ticket store: stats, list, show, delete, retention, labelled export, review queue.
     Tickets(commands::tickets::TicketsArgs),
+    /// Ticket analytics (智能数据分析) over a JSONL file: hot issues, repeats, trends, 每周一题.
+    Analyze(commands::analyze::AnalyzeArgs),
     /// API keys: make a new one.
     #[command(subcommand)]
     Keys(commands::serve::KeysCmd),

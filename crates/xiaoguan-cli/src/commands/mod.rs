@@ -1,3 +1,4 @@
+pub mod analyze;
 pub mod ask;
 pub mod bench;
 pub mod bench_tickets;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => unreachable!("handled above"),
         Command::Feedback(cmd) => serve::feedback(&reg, cmd),
         Command::Tickets(args) => tickets::run(&reg, args),
+        Command::Analyze(args) => analyze::run(&reg, args),
         Command::Keys(cmd) => serve::keys(cmd),
         Command::Models(cmd) => models::run(&reg, cmd),
         Command::Embed(args) => infer::embed(&reg, args),
