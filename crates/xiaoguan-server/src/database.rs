@@ -77,8 +77,23 @@ pub fn open(config: &DatabaseConfig, home: &Path, legacy_feedback_log: &Path) ->
     crate::feedback::import_legacy_log(store.as_ref(), legacy_feedback_log)?;
     if let Some(days) = config.retention_days {
         purge(store.as_ref(), days)?;
+        spawn_daily_retention(store.clone(), days);
     }
     Ok(Arc::new(TicketHistory::new(store, reporter_salt(config, home)?)))
+}
+
+/// Retention while serving: purge once a day on a background thread (the process's lifetime).
+pub fn spawn_daily_retention(store: Arc<dyn TicketStore>, days: u32) {
+    std::thread::Builder::new()
+        .name("ticket-retention".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(86_400));
+            if let Err(e) = purge(store.as_ref(), days) {
+                tracing::error!("retention purge failed: {e:#}");
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("cannot start the retention thread: {e}"));
 }
 
 /// Retention: delete tickets received more than `days` ago.

@@ -286,7 +286,7 @@ impl TicketStore for SqliteStore {
         }
         let sql = format!(
             "SELECT {COLUMNS} FROM tickets WHERE received_at_ms >= ?3 AND ((?1 IS NOT NULL AND reporter = ?1) OR (?2 IS NOT NULL AND town = ?2))
-             ORDER BY received_at_ms DESC LIMIT ?4"
+             ORDER BY received_at_ms DESC, id DESC LIMIT ?4"
         );
         self.query(&sql, &[&reporter, &town, &since_ms, &(limit as i64)])
     }

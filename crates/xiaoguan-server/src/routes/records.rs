@@ -146,6 +146,7 @@ fn bounded(name: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
     match v {
         Some(s) if s.chars().count() > max => Err(ApiError::bad_request(format!("{name} is longer than {max} characters"))),
         Some(s) if s.trim().is_empty() => Err(ApiError::bad_request(format!("{name} is empty (leave it out instead)"))),
+        Some(s) if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(ApiError::bad_request(format!("{name} holds control characters"))),
         _ => Ok(()),
     }
 }

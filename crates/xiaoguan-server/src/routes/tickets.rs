@@ -241,8 +241,8 @@ pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
                (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
 pub async fn feedback(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(body): Json<FeedbackRequest>) -> Result<Response, ApiError> {
     who.require(Action::Feedback)?;
-    if body.target.trim().is_empty() || body.target.len() > 64 {
-        return Err(ApiError::bad_request("target must be 1..=64 characters"));
+    if body.target.trim().is_empty() || body.target.len() > 64 || body.target.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("target must be 1..=64 characters, none of them control characters"));
     }
     if body.input.chars().count() > MAX_TICKET_CHARS || body.suggestion.chars().count() > 20_000 || body.edited.as_ref().is_some_and(|e| e.chars().count() > 20_000) {
         return Err(ApiError::bad_request("feedback text is too long"));
