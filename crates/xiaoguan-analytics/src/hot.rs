@@ -3,8 +3,8 @@
 //!
 //! Grouping: candidate pairs come from blocks (a shared fine place, or a shared distinctive
 //! title bigram for tickets whose title names no fine place), at most `window_days` apart;
-//! a pair is a link when its similarity plus `fine_place_bonus` (same fine place) reaches
-//! `group_edge` and the places are compatible. Links are taken strongest first, and two
+//! a pair is a link when its similarity plus `fine_place_bonus` (same fine place; minus
+//! `no_place_malus` when they share none) reaches `group_edge` and the places are compatible. Links are taken strongest first, and two
 //! groups merge only when their centroids are at least `group_merge` alike (centroid linkage
 //! on the candidate graph: a chain of weak links cannot glue two matters together).
 //!
@@ -85,7 +85,7 @@ pub fn group(corpus: &Corpus, cfg: &Config) -> (Vec<Vec<usize>>, u64, usize) {
             return;
         }
         let s = corpus.sim(i, j);
-        let bonus = if corpus.shares_fine(i, j) { th.fine_place_bonus } else { 0.0 };
+        let bonus = if corpus.shares_fine(i, j) { th.fine_place_bonus } else { -th.no_place_malus };
         if s + bonus >= th.group_edge {
             seen.insert((a, b));
             edges.push((s + bonus, a, b));

@@ -90,6 +90,9 @@ pub struct Thresholds {
     pub group_merge: f32,
     /// Added to a pair's similarity when they name the same fine place.
     pub fine_place_bonus: f32,
+    /// Taken off when they name no common fine place (linked by a title word only): without
+    /// the place as evidence the matter must be closer.
+    pub no_place_malus: f32,
     /// Same reporter, same place: a repeat at this similarity.
     pub repeat_same_reporter: f32,
     /// Different reporters, same fine place: the same matter at this similarity.
@@ -103,6 +106,7 @@ impl Thresholds {
         group_edge: 0.28,
         group_merge: 0.22,
         fine_place_bonus: 0.10,
+        no_place_malus: 0.10,
         repeat_same_reporter: 0.35,
         repeat_same_matter: 0.45,
         duplicate: 0.90,
@@ -112,6 +116,7 @@ impl Thresholds {
         group_edge: 0.90,
         group_merge: 0.88,
         fine_place_bonus: 0.02,
+        no_place_malus: 0.02,
         repeat_same_reporter: 0.88,
         repeat_same_matter: 0.91,
         duplicate: 0.985,
