@@ -18,6 +18,7 @@ try {
   await page.goto(base + '/');
   await page.fill('#key', key);
   await page.dispatchEvent('#key', 'change');
+  await page.fill('#reporter', '13812345678');
   await page.fill('#ticket', '我叫王小明，电话13812345678。小区楼道里闻到很重的煤气味，燃气管道漏气，老人头晕，请尽快派人处理！失业保险金领取有什么条件？');
   await page.click('#analyze');
   await page.waitForSelector('#result:not([hidden])', { timeout: 30000 });

@@ -108,13 +108,18 @@ impl TicketHistory {
 
     /// Earlier tickets that are the same matter as `new` (same reporter, or same place and
     /// close in meaning, or a duplicate), best first. Candidates: the store's tickets of the
-    /// same reporter or town within the window.
+    /// same reporter or town within the window (the latest ones when neither is known).
     pub fn earlier(&self, new: &xiaoguan_analytics::Ticket) -> Result<Vec<EarlierTicket>> {
         let c = &self.repeats;
         let since = new.time_ms - c.window_days * 86_400_000;
-        let candidates: Vec<TicketRecord> = self
-            .store
-            .prior_candidates(new.reporter.as_deref(), new.town.as_deref(), since, c.max_candidates)
+        // Neither a reporter nor a place: the latest tickets, where a duplicate would be.
+        let candidates = if new.reporter.is_none() && new.town.is_none() {
+            let q = xiaoguan_tickets::TicketQuery { since_ms: Some(since), limit: c.max_candidates, ..Default::default() };
+            self.store.list(&q)
+        } else {
+            self.store.prior_candidates(new.reporter.as_deref(), new.town.as_deref(), since, c.max_candidates)
+        };
+        let candidates: Vec<TicketRecord> = candidates
             .map_err(store_error)?
             .into_iter()
             .filter(|t| t.ticket.received_at_ms <= new.time_ms)

@@ -33,6 +33,10 @@ pub struct LoopSimArgs {
     pub spec: PathBuf,
     #[arg(long, env = "XIAOGUAN_RULES", default_value = "rules/dispatch.toml")]
     pub rules: PathBuf,
+    /// Train the baseline on only this many of the training rows (a stable sample): a city
+    /// starting with little labelled data. Default: all of them.
+    #[arg(long)]
+    pub base_rows: Option<usize>,
     /// n-gram features only (no embedder, no kNN memory).
     #[arg(long)]
     pub no_embed: bool,
@@ -63,7 +67,11 @@ pub fn loop_sim(reg: &ModelRegistry, args: &LoopSimArgs) -> anyhow::Result<()> {
     let (examples, _, sha) = classify::load_examples(&data, &spec.text, &spec.label, spec.id.as_deref(), &map)?;
     let held: Vec<&Example> = examples.iter().filter(|e| is_holdout(&e.id, 20)).collect();
     let (pool, eval): (Vec<&Example>, Vec<&Example>) = held.iter().partition(|e| is_holdout(&format!("{}/pool", e.id), 50));
-    let train_rows: Vec<&Example> = examples.iter().filter(|e| !is_holdout(&e.id, 20)).collect();
+    let mut train_rows: Vec<&Example> = examples.iter().filter(|e| !is_holdout(&e.id, 20)).collect();
+    if let Some(n) = args.base_rows {
+        train_rows.sort_by_key(|e| classify::features::fnv1a(format!("{}/base", e.id).bytes()));
+        train_rows.truncate(n.max(1));
+    }
     if pool.is_empty() || eval.is_empty() {
         return Err(AssistError::InvalidInput(format!("{}: too few held-out rows to simulate", data.display())).into());
     }
