@@ -60,6 +60,12 @@ pub struct AnalyzeArgs {
     /// Trends: compare the last N ISO weeks with the N before.
     #[arg(long, default_value_t = 1)]
     pub period_weeks: u32,
+    /// Override the link threshold of hot-issue grouping (for the similarity in use).
+    #[arg(long)]
+    pub group_edge: Option<f32>,
+    /// Override the centroid merge threshold of hot-issue grouping.
+    #[arg(long)]
+    pub group_merge: Option<f32>,
     /// Write `<what>.<format>` into this folder instead of printing.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -121,6 +127,14 @@ pub fn analyze_tickets(reg: &ModelRegistry, mut tickets: Vec<Ticket>, args: &Ana
     if let Some(w) = args.repeat_window_days {
         anyhow::ensure!(w > 0.0, xiaoguan_assist::AssistError::InvalidInput("--repeat-window-days must be above 0".into()));
         cfg.repeat_window_days = w;
+    }
+    for th in [&mut cfg.tfidf_thresholds, &mut cfg.embedding_thresholds] {
+        if let Some(v) = args.group_edge {
+            th.group_edge = v;
+        }
+        if let Some(v) = args.group_merge {
+            th.group_merge = v;
+        }
     }
     let started = std::time::Instant::now();
     let a = Analysis::run(&tickets, &cfg, source);
