@@ -131,7 +131,8 @@ grep -q '"label":"accepted"' "$WORK/fb.jsonl" || fail "the console's accept did 
 # The stored tickets: the console's correction was reviewed and is a training row now.
 "$X" tickets export --out "$WORK/labelled.jsonl" 2>/dev/null || fail "tickets export"
 grep -q '市住房和城乡建设局' "$WORK/labelled.jsonl" || fail "the reviewed ticket is not in the labelled export"
-"$X" tickets stats | grep -q '"backend": "sqlite"' || fail "tickets stats"
+"$X" tickets stats >"$WORK/stats.json" || fail "tickets stats"
+grep -q '"backend": "sqlite"' "$WORK/stats.json" || fail "tickets stats names no backend"
 
 # Graceful shutdown: SIGTERM drains and exits 0.
 kill -TERM "$SERVER_PID"

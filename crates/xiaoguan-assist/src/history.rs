@@ -111,7 +111,7 @@ impl TicketHistory {
     /// same reporter or town within the window (the latest ones when neither is known).
     pub fn earlier(&self, new: &xiaoguan_analytics::Ticket) -> Result<Vec<EarlierTicket>> {
         let c = &self.repeats;
-        let since = new.time_ms - c.window_days * 86_400_000;
+        let since = new.time_ms.saturating_sub(c.window_days.saturating_mul(86_400_000));
         // Neither a reporter nor a place: the latest tickets, where a duplicate would be.
         let candidates = if new.reporter.is_none() && new.town.is_none() {
             let q = xiaoguan_tickets::TicketQuery { since_ms: Some(since), limit: c.max_candidates, ..Default::default() };

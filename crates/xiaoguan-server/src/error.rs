@@ -190,6 +190,23 @@ pub fn opt_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>
     }
 }
 
+/// An optional whole number that may arrive as `12` or `12.0` (JSON does not tell them apart).
+pub fn opt_whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() <= 9.0e15 => Ok(Some(f as i64)),
+                _ => Err(serde::de::Error::custom(format!("expected a whole number, got {n}"))),
+            }
+        }
+    }
+}
+
 impl From<xiaoguan_tickets::StoreError> for ApiError {
     fn from(e: xiaoguan_tickets::StoreError) -> Self {
         match e {

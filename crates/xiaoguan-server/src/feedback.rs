@@ -47,7 +47,7 @@ pub struct FeedbackRequest {
     #[serde(default)]
     pub citations: Vec<String>,
     /// The stored ticket it is about (`ticket_id` of the assist response), if any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::error::opt_whole")]
     #[schema(minimum = 1)]
     pub ticket_id: Option<TicketId>,
 }

@@ -382,6 +382,11 @@ async fn assisted_tickets_are_stored_decided_reviewed_and_scoped_by_role() {
     assert_eq!(second["repeats"]["count"], 1, "{second}");
     assert_eq!(second["repeats"]["earlier"][0]["id"], id);
     assert!(second["repeats"]["message"].as_str().unwrap().contains("此前已有 1 件同类诉求"));
+    // A time outside 2000–2100 is the caller's error, not an overflow.
+    let (s, e) = call(&env, "POST", "/v1/tickets/assist", Some("agent-a"), Some(json!({"text": "路灯不亮", "received_at_ms": -9_223_372_036_854_775_807i64}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let (s, e) = call(&env, "POST", "/v1/feedback", Some("agent-a"), Some(json!({"target": "reply", "verdict": "accept", "input": "x", "suggestion": "y", "ticket_id": -5.0}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a whole number written as a float is read, then refused as an id: {e}");
     // Not kept when asked not to.
     let (_, unstored) = call(&env, "POST", "/v1/tickets/assist", Some("agent-a"), Some(json!({"text": "路灯不亮", "store": false}))).await;
     assert!(unstored.get("ticket_id").is_none(), "{unstored}");

@@ -18,10 +18,8 @@ use xiaoguan_analytics::{Analysis, Config};
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
     /// Tickets received at or after (unix ms).
-    #[param(minimum = 0)]
     pub since_ms: Option<i64>,
     /// Tickets received before (unix ms).
-    #[param(minimum = 0)]
     pub until_ms: Option<i64>,
     /// json (default) | markdown | html
     #[param(pattern = "^(json|markdown|html)$")]
@@ -56,9 +54,6 @@ fn section(name: &str) -> Result<Vec<Section>, ApiError> {
 pub async fn analytics(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(name): Path<String>, Query(q): Query<AnalyticsQuery>) -> Result<Response, ApiError> {
     who.require(Action::Analytics)?;
     let sections = section(&name)?;
-    if q.since_ms.is_some_and(|t| t < 0) || q.until_ms.is_some_and(|t| t < 0) {
-        return Err(ApiError::bad_request("since_ms and until_ms must not be negative"));
-    }
     let format = q.format.clone().unwrap_or_else(|| "json".into());
     if !matches!(format.as_str(), "json" | "markdown" | "html") {
         return Err(ApiError::bad_request(format!("format must be json, markdown or html, got '{format}'")));

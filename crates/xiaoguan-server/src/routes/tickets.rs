@@ -37,9 +37,9 @@ pub struct TicketBody {
     #[serde(default)]
     #[schema(max_length = 64)]
     pub reporter: Option<String>,
-    /// When the ticket came in (unix ms; default now).
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    /// When the ticket came in (unix ms, 2000-01-01 to 2100-01-01; default now).
+    #[serde(default, deserialize_with = "crate::error::opt_whole")]
+    #[schema(minimum = 946_684_800_000i64, maximum = 4_102_444_800_000i64)]
     pub received_at_ms: Option<i64>,
     /// Keep it in the ticket store (default true; false: assist only, nothing kept).
     #[serde(default)]
@@ -78,8 +78,8 @@ pub async fn assist(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
     if body.reporter.as_ref().is_some_and(|r| r.chars().count() > 64) {
         return Err(ApiError::bad_request("reporter is longer than 64 characters"));
     }
-    if body.received_at_ms.is_some_and(|t| t < 0) {
-        return Err(ApiError::bad_request("received_at_ms must not be negative"));
+    if body.received_at_ms.is_some_and(|t| !(946_684_800_000..=4_102_444_800_000).contains(&t)) {
+        return Err(ApiError::bad_request("received_at_ms must be a time between 2000-01-01 and 2100-01-01 (unix ms)"));
     }
     let tickets = ready.tickets.clone();
     let store = st.config.database.store_tickets && body.store != Some(false);
