@@ -1,7 +1,7 @@
 //! Stored tickets: an agent's own list, a supervisor's view of all, the agent's decision,
 //! deletion; the reviewers' queue (智能数据标注) and the labelled export.
 
-use super::Caller;
+use super::{blocking, Caller};
 use crate::auth::{Action, Principal};
 use crate::error::{ApiError, ErrorBody, Json, Path, Query};
 use crate::state::AppState;
@@ -12,10 +12,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use xiaoguan_tickets::{Decision, Review, TicketId, TicketQuery, TicketRecord, Verdict};
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
-}
 
 /// A stored ticket as the API shows it (without its embedding).
 pub fn view(t: &TicketRecord) -> Value {
@@ -102,6 +98,22 @@ pub async fn get_one(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(
     Ok(axum::Json(view(&t)).into_response())
 }
 
+/// Apply an update (false: no such ticket, 404) and return the ticket as it is now.
+async fn update_then_get(
+    store: Arc<dyn xiaoguan_tickets::TicketStore>,
+    id: TicketId,
+    update: impl FnOnce(&dyn xiaoguan_tickets::TicketStore) -> xiaoguan_tickets::Result<bool> + Send + 'static,
+) -> Result<TicketRecord, ApiError> {
+    blocking(move || {
+        let gone = || ApiError::not_found(format!("no ticket {id}"));
+        if !update(store.as_ref())? {
+            return Err(gone());
+        }
+        store.get(id)?.ok_or_else(gone)
+    })
+    .await
+}
+
 async fn fetch(st: &Arc<AppState>, id: TicketId) -> Result<TicketRecord, ApiError> {
     let store = st.history.store.clone();
     blocking(move || store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no ticket {id}")))).await
@@ -174,13 +186,7 @@ pub async fn decide(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
         closed: body.closed,
     };
     let store = st.history.store.clone();
-    let t = blocking(move || {
-        if !store.decide(id, &d)? {
-            return Err(ApiError::not_found(format!("no ticket {id}")));
-        }
-        store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no ticket {id}")))
-    })
-    .await?;
+    let t = update_then_get(store, id, move |s| s.decide(id, &d)).await?;
     metrics::counter!("xiaoguan_ticket_decisions_total", "verdict" => verdict.as_str(), "unit_changed" => t.unit_changed().to_string()).increment(1);
     Ok(axum::Json(view(&t)).into_response())
 }
@@ -262,13 +268,7 @@ pub async fn review(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
     }
     let r = Review { reviewer: who.key_id.clone(), at_ms: xiaoguan_tickets::now_ms(), request_type: body.request_type, domain: body.domain, category: body.category, unit: body.unit, note: body.note };
     let store = st.history.store.clone();
-    let t = blocking(move || {
-        if !store.review(id, &r)? {
-            return Err(ApiError::not_found(format!("no ticket {id}")));
-        }
-        store.get(id)?.ok_or_else(|| ApiError::not_found(format!("no ticket {id}")))
-    })
-    .await?;
+    let t = update_then_get(store, id, move |s| s.review(id, &r)).await?;
     metrics::counter!("xiaoguan_reviews_total").increment(1);
     Ok(axum::Json(view(&t)).into_response())
 }

@@ -1,6 +1,6 @@
 //! Ticket assist, classification, hybrid search and feedback.
 
-use super::Caller;
+use super::{blocking, Caller};
 use crate::auth::Action;
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::feedback::FeedbackRequest;
@@ -44,10 +44,6 @@ pub struct TicketBody {
     /// Keep it in the ticket store (default true; false: assist only, nothing kept).
     #[serde(default)]
     pub store: Option<bool>,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 #[utoipa::path(post, path = "/v1/tickets/assist", request_body = TicketBody,
