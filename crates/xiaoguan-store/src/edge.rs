@@ -3,16 +3,16 @@
 //! segmentation for Chinese); its vectors match a Qdrant server's own BM25, so a knowledge base
 //! can move to a server without re-embedding.
 
-use crate::types::{Condition, Filter, Hit, HybridQuery, Result, StoreError, StorePoint};
+use crate::types::{Condition, ExportedPoint, Filter, Hit, HybridQuery, Result, StoreError, StorePoint};
 use crate::VectorStore;
-use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
-use qdrant_edge::external::ordered_float::{NotNan, OrderedFloat};
+use qdrant_edge::bm25_embed::EdgeBm25;
+use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::serde_json::Value;
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Fusion, Match, Modifier, NamedQuery,
-    PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
-    DateTimeWrapper, QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest, TokenizerType, UpdateOperation, ValueVariants,
+    PayloadFieldSchema, PayloadSchemaType, PointId, SparseVector, PointInsertOperations, PointOperations, PointStruct, Prefetch,
+    QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants,
     Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use std::mem::ManuallyDrop;
@@ -23,16 +23,8 @@ use std::sync::Mutex;
 const DENSE: &str = "dense";
 const SPARSE: &str = "bm25";
 
-#[derive(Debug, Clone)]
-pub struct EdgeStoreConfig {
-    pub dimension: usize,
-    /// Payload fields filtered by exact value (get keyword indexes).
-    pub keyword_fields: Vec<String>,
-    /// Payload fields filtered by number (get integer indexes).
-    pub integer_fields: Vec<String>,
-    /// Payload fields holding dates (get datetime indexes, for date ranges).
-    pub datetime_fields: Vec<String>,
-}
+/// The embedded store is made like any other.
+pub type EdgeStoreConfig = crate::types::CollectionConfig;
 
 pub struct EdgeStore {
     path: PathBuf,
@@ -47,17 +39,6 @@ pub struct EdgeStore {
 
 fn backend(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend { path: path.display().to_string(), message: e.to_string() }
-}
-
-fn bm25_model() -> EdgeBm25 {
-    EdgeBm25::new(EdgeBm25Config {
-        tokenizer: TokenizerType::Multilingual,
-        language: Some("chinese".into()),
-        // Chunks are a few hundred characters: about 120 segmented tokens.
-        avg_len: NotNan::new(120.0).expect("not NaN"),
-        ..Default::default()
-    })
-    .expect("static BM25 configuration is valid")
 }
 
 impl EdgeStore {
@@ -78,7 +59,7 @@ impl EdgeStore {
                 backend(path, msg)
             }
         })?;
-        let store = Self { path: path.to_path_buf(), shard: ManuallyDrop::new(shard), writes: Mutex::new(()), bm25: bm25_model(), dimension: config.dimension };
+        let store = Self { path: path.to_path_buf(), shard: ManuallyDrop::new(shard), writes: Mutex::new(()), bm25: crate::bm25::model(), dimension: config.dimension };
         // Indexes are created on a new store, and on an existing one that predates a field's index.
         let existing = store.indexed_fields();
         for (fields, schema) in [
@@ -182,7 +163,7 @@ impl EdgeStore {
                 Condition::DateRange { field, gte, lte } => {
                     let date = |v: &Option<String>| {
                         v.as_deref()
-                            .map(|s| s.trim().parse::<DateTimeWrapper>().map_err(|_| StoreError::InvalidRequest(format!("'{s}' is not a date (YYYY-MM-DD)"))))
+                            .map(crate::bm25::parse_date)
                             .transpose()
                     };
                     let range = Range { gte: date(gte)?, lte: date(lte)?, gt: None, lt: None };
@@ -345,6 +326,59 @@ impl VectorStore for EdgeStore {
         Ok(ids.iter().map(|n| found.get(n).cloned()).collect())
     }
 
+    fn export(&self, offset: Option<u64>, limit: usize) -> Result<(Vec<ExportedPoint>, Option<u64>)> {
+        let request = ScrollRequest {
+            offset: offset.map(PointId::NumId),
+            limit: Some(limit.max(1)),
+            filter: None,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(true),
+            order_by: None,
+        };
+        let (records, next) = self.shard.scroll(request).map_err(|e| backend(&self.path, e))?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let PointId::NumId(id) = r.id else { continue };
+            let dense = r.get_vector_by_name(DENSE).and_then(|v| <&[f32]>::try_from(v).ok()).map(<[f32]>::to_vec).unwrap_or_default();
+            let (sparse_indices, sparse_values) = r
+                .get_vector_by_name(SPARSE)
+                .and_then(|v| <&SparseVector>::try_from(v).ok())
+                .map(|s| (s.indices.clone(), s.values.clone()))
+                .unwrap_or_default();
+            let payload = r.payload.map(|p| p.0.into_iter().collect()).unwrap_or_default();
+            out.push(ExportedPoint { id, dense, sparse_indices, sparse_values, payload });
+        }
+        let next = next.and_then(|id| match id {
+            PointId::NumId(n) => Some(n),
+            PointId::Uuid(_) => None,
+        });
+        Ok((out, next))
+    }
+
+    fn import(&self, points: Vec<ExportedPoint>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut list = Vec::with_capacity(points.len());
+        for p in points {
+            if p.dense.len() != self.dimension {
+                return Err(StoreError::InvalidRequest(format!("point {} has {} dimensions, the store {}", p.id, p.dense.len(), self.dimension)));
+            }
+            let sparse = SparseVector::new(p.sparse_indices, p.sparse_values)
+                .map_err(|e| StoreError::InvalidRequest(format!("point {}: bad sparse vector: {e}", p.id)))?;
+            let vectors = Vectors::new_named([(DENSE, Vector::new_dense(p.dense)), (SPARSE, Vector::from(sparse))]);
+            list.push(PointStruct::new(p.id, vectors, Value::Object(p.payload.into_iter().collect())).into());
+        }
+        let _gate = self.write_gate();
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(list))))
+            .map_err(|e| backend(&self.path, e))
+    }
+
+    fn describe(&self) -> String {
+        format!("embedded {}", self.path.display())
+    }
+
     fn flush(&self) -> Result<()> {
         self.flush_shard()
     }
@@ -399,7 +433,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
     for (x, y) in a.iter().zip(b) {
         dot += x * y;

@@ -11,6 +11,9 @@ pub enum StoreError {
     Locked { path: String },
     #[error("store failure at {path}: {message}")]
     Backend { path: String, message: String },
+    /// The store's server cannot be reached (down, network, timeout): retry later.
+    #[error("vector store {at} is unavailable: {message}")]
+    Unavailable { at: String, message: String },
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: String, source: std::io::Error },
 }
@@ -24,6 +27,29 @@ pub struct StorePoint {
     pub dense: Vec<f32>,
     pub bm25_text: String,
     pub payload: Map<String, Value>,
+}
+
+/// A point as exported for a copy to another store: both vectors as stored (the BM25 one as
+/// sparse term weights), so nothing is embedded or tokenized again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedPoint {
+    pub id: u64,
+    pub dense: Vec<f32>,
+    pub sparse_indices: Vec<u32>,
+    pub sparse_values: Vec<f32>,
+    pub payload: Map<String, Value>,
+}
+
+/// What a store is made with: the dense size and the payload fields that get an index.
+#[derive(Debug, Clone)]
+pub struct CollectionConfig {
+    pub dimension: usize,
+    /// Payload fields filtered by exact value (get keyword indexes).
+    pub keyword_fields: Vec<String>,
+    /// Payload fields filtered by number (get integer indexes).
+    pub integer_fields: Vec<String>,
+    /// Payload fields holding dates (get datetime indexes, for date ranges).
+    pub datetime_fields: Vec<String>,
 }
 
 /// A payload condition; all conditions of a `Filter` must hold.

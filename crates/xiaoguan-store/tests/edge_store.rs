@@ -1,4 +1,6 @@
-//! The embedded store: hybrid search, filters, delete, scroll, snapshot, and errors.
+//! What only the embedded store has: indexes added on reopen, a snapshot that reopens as a
+//! store, one opener per folder, serialized flushes, closing without its folder. The cases
+//! every backend shares are in conformance.rs.
 
 use serde_json::{json, Map, Value};
 use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, HybridQuery, StoreError, StorePoint, VectorStore};
@@ -23,31 +25,6 @@ fn filled(dir: &std::path::Path) -> EdgeStore {
     ])
     .unwrap();
     s
-}
-
-#[test]
-fn hybrid_search_fuses_dense_and_chinese_bm25() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = filled(dir.path());
-    // BM25 alone finds the Chinese term (jieba segmentation).
-    let hits = s.search(&HybridQuery::new(vec![], "施工许可证", 2)).unwrap();
-    assert_eq!(hits[0].id, 2);
-    // Dense alone.
-    let hits = s.search(&HybridQuery::new(vec![0.0, 0.0, 1.0, 0.0], "", 1)).unwrap();
-    assert_eq!(hits[0].id, 3);
-    // Both legs agree → first.
-    let hits = s.search(&HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "养老金", 3)).unwrap();
-    assert_eq!(hits[0].id, 1);
-    assert_eq!(hits[0].payload["doc_id"], "a");
-    // Filters: keyword, integer range, set membership, not-equal.
-    let mut q = HybridQuery::new(vec![1.0, 0.0, 0.0, 0.0], "保险", 10);
-    q.filter = Filter::eq("doc_type", "law").and(Condition::Range { field: "article_no".into(), gte: Some(10.0), lte: None });
-    let ids: Vec<u64> = s.search(&q).unwrap().iter().map(|h| h.id).collect();
-    assert!(ids.contains(&1) && ids.contains(&4) && !ids.contains(&2) && !ids.contains(&3), "{ids:?}");
-    q.filter = Filter { all: vec![Condition::In { field: "doc_id".into(), values: vec!["b".into(), "c".into()] }] };
-    let ids: Vec<u64> = s.search(&q).unwrap().iter().map(|h| h.id).collect();
-    assert!(ids.iter().all(|i| *i == 2 || *i == 3), "{ids:?}");
-    assert_eq!(s.count(&Filter { all: vec![Condition::Ne { field: "doc_id".into(), value: "a".into() }] }).unwrap(), 2);
 }
 
 #[test]
@@ -79,20 +56,6 @@ fn date_ranges_pick_versions_and_bad_dates_are_the_callers_error() {
     let mut q = HybridQuery::new(vec![], "失业", 3);
     q.filter = Filter { all: vec![Condition::DateRange { field: "date".into(), gte: None, lte: Some("去年".into()) }] };
     assert!(matches!(s.search(&q), Err(StoreError::InvalidRequest(m)) if m.contains("去年")));
-}
-
-#[test]
-fn dense_vectors_come_back_in_request_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = filled(dir.path());
-    let v = s.dense_vectors(&[4, 99, 2, 4]).unwrap();
-    assert_eq!(v.len(), 4);
-    assert_eq!(v[3], v[0], "a repeated id comes back each time");
-    // Cosine vectors are stored normalized.
-    let four = v[0].as_ref().expect("stored");
-    assert!((four[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-4 && (four[1] - four[0]).abs() < 1e-6, "{four:?}");
-    assert!(v[1].is_none(), "an unknown id is None");
-    assert_eq!(v[2].as_deref(), Some(&[0.0, 1.0, 0.0, 0.0][..]));
 }
 
 #[test]
