@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use xiaoguan_models::TextKind;
-use xiaoguan_store::{Condition, Filter, StorePoint, VectorStore};
+use xiaoguan_store::{Condition, Filter, StorePoint};
 use xiaoguan_text::{chunk_document, Chunk};
 
 #[derive(Debug, Clone)]
@@ -529,6 +529,12 @@ impl KnowledgeBase {
     pub fn ingest_controlled(&self, opts: &IngestOptions, donors: &[&dyn VectorSource], control: &IngestControl) -> Result<IngestReport> {
         let started = Instant::now();
         let def = &self.def;
+        // On a shared backend: this process alone changes the KB until the lease is dropped,
+        // starting from the state as last committed by anyone.
+        let lease = self.backend.lease(&def.id)?;
+        if lease.is_some() {
+            self.reload_if_moved()?;
+        }
         let mut q = Some(QuarantinePass::new(&self.dir));
         let (docs, mut skipped, cancelled) = collect(def, &opts.data_root, opts.uploads_dir.as_deref(), &mut q, control)?;
         let quarantined = q.take().map(|q| q.finish(&mut skipped)).unwrap_or_default();
@@ -546,7 +552,6 @@ impl KnowledgeBase {
                 ..Default::default()
             });
         }
-        let state_path = self.dir.join("state.json");
         let mut state = self.state();
         state.embedder = self.embedder.model_id().to_string();
 
@@ -610,7 +615,7 @@ impl KnowledgeBase {
                 break;
             }
             state.pending = batch.iter().map(|(d, _, _)| d.key.clone()).collect();
-            self.commit(&state, &state_path)?;
+            self.commit(&mut state, lease.as_ref())?;
             let mut points = Vec::new();
             let mut doc_states = Vec::new();
             for (d, hash, chunks) in batch {
@@ -628,7 +633,7 @@ impl KnowledgeBase {
                     if control.cancelled() {
                         // Nothing of this batch is written yet: it is dropped, not committed.
                         state.pending.clear();
-                        self.commit(&state, &state_path)?;
+                        self.commit(&mut state, lease.as_ref())?;
                         stopped = true;
                         report.cancelled = true;
                         break 'batches;
@@ -655,14 +660,14 @@ impl KnowledgeBase {
             state.updated_at = now_rfc3339();
             // The batch stays pending until its old points are gone: a crash in between is
             // cleaned up by the next ingest.
-            self.commit(&state, &state_path)?;
+            self.commit(&mut state, lease.as_ref())?;
             for key in &state.pending {
                 let hash = &state.documents[key].hash;
                 self.store.delete(&Filter::eq("doc_id", key.clone()).and(Condition::Ne { field: "doc_hash".into(), value: hash.clone().into() }))?;
             }
             self.store.flush()?;
             state.pending.clear();
-            self.commit(&state, &state_path)?;
+            self.commit(&mut state, lease.as_ref())?;
             if opts.progress && bar.is_hidden() {
                 // No terminal (a log file, CI): one line per committed batch instead of the bar.
                 let done = bar.position();
@@ -675,19 +680,19 @@ impl KnowledgeBase {
 
         if !stopped && !removed.is_empty() {
             state.pending = removed.clone();
-            self.commit(&state, &state_path)?;
+            self.commit(&mut state, lease.as_ref())?;
             for key in &removed {
                 state.documents.remove(key);
             }
             state.version = new_version;
             state.updated_at = now_rfc3339();
-            self.commit(&state, &state_path)?;
+            self.commit(&mut state, lease.as_ref())?;
             for key in &state.pending {
                 self.store.delete(&Filter::eq("doc_id", key.clone()))?;
             }
             self.store.flush()?;
             state.pending.clear();
-            self.commit(&state, &state_path)?;
+            self.commit(&mut state, lease.as_ref())?;
             report.removed = removed.len();
         }
         if !stopped && (report.chunks_embedded + report.chunks_reused > 0 || report.removed > 0) {
@@ -705,8 +710,14 @@ impl KnowledgeBase {
         donors.iter().find_map(|d| d.chunk_vectors(key, hash, chunks, embedder)).filter(|v| v.iter().all(|x| x.len() == self.embedder.dimension()))
     }
 
-    fn commit(&self, state: &crate::state::KbState, path: &Path) -> Result<()> {
-        state.save(path).map_err(|e| KbError::io("writing", path, e))?;
+    /// Write the state as the new committed one (its revision moves on). Refused once the
+    /// lease is lost: another process may be changing the KB by now.
+    fn commit(&self, state: &mut crate::state::KbState, lease: Option<&crate::backend::IngestLease>) -> Result<()> {
+        if lease.is_some_and(|l| l.lost()) {
+            return Err(KbError::Busy(format!("the ingest lease of '{}' was lost; nothing more is committed (run the ingest again)", self.def.id)));
+        }
+        state.revision += 1;
+        self.keeper.save(state)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = state.clone();
         Ok(())
     }

@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 use xiaoguan_models::{Embedder, TextKind};
-use xiaoguan_store::{Condition, EdgeStore, EdgeStoreConfig, Filter, Hit, HybridQuery, VectorStore};
+use xiaoguan_store::{CollectionConfig, Condition, Filter, Hit, HybridQuery, VectorStore};
+use crate::backend::{StateKeeper, StoreBackend};
 
 pub const KEYWORD_FIELDS: &[&str] = &["doc_id", "doc_hash", "doc_type", "region", "issuer", "doc_no", "kb"];
 pub const INTEGER_FIELDS: &[&str] = &["article_no", "ordinal"];
@@ -19,9 +21,13 @@ pub const DATETIME_FIELDS: &[&str] = &["date"];
 pub struct KnowledgeBase {
     pub def: KbDefinition,
     pub dir: PathBuf,
-    pub(crate) store: EdgeStore,
+    pub(crate) store: Box<dyn VectorStore>,
     pub(crate) state: RwLock<KbState>,
     pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) backend: StoreBackend,
+    pub(crate) keeper: Box<dyn StateKeeper>,
+    /// When the committed revision was last checked (shared backends only).
+    checked: Mutex<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +86,8 @@ impl SearchHit {
     }
 }
 
-pub fn store_config(dimension: usize) -> EdgeStoreConfig {
-    EdgeStoreConfig {
+pub fn store_config(dimension: usize) -> CollectionConfig {
+    CollectionConfig {
         dimension,
         keyword_fields: KEYWORD_FIELDS.iter().map(|s| s.to_string()).collect(),
         integer_fields: INTEGER_FIELDS.iter().map(|s| s.to_string()).collect(),
@@ -90,22 +96,63 @@ pub fn store_config(dimension: usize) -> EdgeStoreConfig {
 }
 
 impl KnowledgeBase {
-    /// Open (or create, empty) the knowledge base's folder `<kbs_root>/<id>`.
+    /// Open (or create, empty) the knowledge base in the embedded store, `<kbs_root>/<id>`.
     pub fn open(def: &KbDefinition, kbs_root: &Path, embedder: Arc<dyn Embedder>) -> Result<Self> {
-        let dir = kbs_root.join(&def.id);
-        std::fs::create_dir_all(&dir).map_err(|e| KbError::io("creating", &dir, e))?;
-        let state_path = dir.join("state.json");
-        let state = KbState::load(&state_path).map_err(|e| KbError::io("reading", &state_path, e))?.unwrap_or_else(|| KbState {
-            kb: def.id.clone(),
-            embedder: embedder.model_id().to_string(),
-            ..Default::default()
-        });
-        let store = EdgeStore::open(&dir.join("store"), &store_config(embedder.dimension()))?;
-        Ok(Self { def: def.clone(), dir, store, state: RwLock::new(state), embedder })
+        Self::open_in(def, kbs_root, embedder, &StoreBackend::Embedded)
     }
 
+    /// Open (or create, empty) the knowledge base on `backend`. `<kbs_root>/<id>` holds what is
+    /// this machine's own (uploads, quarantine; with the embedded store, the index and state too).
+    pub fn open_in(def: &KbDefinition, kbs_root: &Path, embedder: Arc<dyn Embedder>, backend: &StoreBackend) -> Result<Self> {
+        let dir = kbs_root.join(&def.id);
+        std::fs::create_dir_all(&dir).map_err(|e| KbError::io("creating", &dir, e))?;
+        let keeper = backend.keeper(&dir, &def.id);
+        let state = keeper.load()?.unwrap_or_else(|| KbState { kb: def.id.clone(), embedder: embedder.model_id().to_string(), ..Default::default() });
+        let store = backend.open_store(&dir, &def.id, &store_config(embedder.dimension()))?;
+        Ok(Self { def: def.clone(), dir, store, state: RwLock::new(state), embedder, backend: backend.clone(), keeper, checked: Mutex::new(Instant::now()) })
+    }
+
+    /// The committed state as this process last saw it (see [`refresh`](Self::refresh)).
     pub fn state(&self) -> KbState {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Which backend serves this KB ("embedded /path/store", "qdrant http://… collection …").
+    pub fn backend_description(&self) -> String {
+        self.store.describe()
+    }
+
+    pub fn backend(&self) -> &StoreBackend {
+        &self.backend
+    }
+
+    /// On a shared backend, pick up another process's commit: the committed revision is checked
+    /// at most once per poll interval and the state reloaded when it moved. True when it did.
+    pub fn refresh(&self) -> Result<bool> {
+        let Some(poll) = self.backend.poll_interval() else { return Ok(false) };
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.elapsed() < poll {
+                return Ok(false);
+            }
+            *checked = Instant::now();
+        }
+        self.reload_if_moved()
+    }
+
+    /// Reload the committed state when its revision differs from the one held.
+    pub(crate) fn reload_if_moved(&self) -> Result<bool> {
+        let held = self.state.read().unwrap_or_else(|p| p.into_inner()).revision;
+        match self.keeper.revision()? {
+            Some(r) if r != held => {
+                if let Some(fresh) = self.keeper.load()? {
+                    *self.state.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// The stored vectors of a document's chunks, when this KB holds exactly that version of it
@@ -129,7 +176,7 @@ impl KnowledgeBase {
     }
 
     pub fn store(&self) -> &dyn VectorStore {
-        &self.store
+        self.store.as_ref()
     }
 
     pub fn embedder(&self) -> &Arc<dyn Embedder> {
@@ -179,6 +226,7 @@ impl KnowledgeBase {
                 opts.dense_weight, opts.bm25_weight
             )));
         }
+        self.refresh()?;
         // Read-locked, not cloned: the committed state can hold thousands of documents.
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if state.documents.is_empty() {

@@ -2,7 +2,9 @@
 //! incremental ingestion pipeline into the vector store, and search with citations.
 //! Knows nothing of HTTP.
 
+pub mod backend;
 pub mod definition;
+pub mod migrate;
 pub mod filters;
 pub mod ingest;
 pub mod kb;
@@ -10,6 +12,7 @@ pub mod limits;
 pub mod readers;
 pub mod state;
 
+pub use backend::{StoreBackend, StoreSettings};
 pub use definition::{KbDefinition, SourceSpec};
 pub use ingest::{IngestOptions, IngestReport, VectorSource};
 pub use kb::{KnowledgeBase, SearchHit, SearchOptions};
@@ -26,6 +29,9 @@ pub enum KbError {
     NotIngested(String),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// Another process is changing the knowledge base (holds its ingest lease).
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] xiaoguan_store::StoreError),
     #[error(transparent)]
@@ -37,6 +43,10 @@ pub enum KbError {
 impl KbError {
     pub fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         KbError::Io { action, path: path.display().to_string(), source }
+    }
+    /// The vector store's server cannot be reached: retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, KbError::Store(xiaoguan_store::StoreError::Unavailable { .. }))
     }
     /// True when the caller's input was at fault.
     pub fn is_user_error(&self) -> bool {

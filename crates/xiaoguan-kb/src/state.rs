@@ -20,6 +20,10 @@ pub struct KbState {
     /// cleaned up by the next ingest.
     #[serde(default)]
     pub pending: Vec<String>,
+    /// Incremented by every commit (also within one ingest): how a replica sharing the KB on a
+    /// server notices that another process committed.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
