@@ -5,11 +5,13 @@
 //!
 //! Layering: below `assist` and `server`; knows nothing of models, HTTP or the vector store.
 
+pub mod conversation;
 pub mod import;
 pub mod postgres;
 pub mod record;
 pub mod sqlite;
 
+pub use conversation::{ConversationTurn, MAX_CONVERSATION_ID_CHARS};
 pub use record::*;
 
 use std::sync::Arc;
@@ -73,6 +75,19 @@ pub trait TicketStore: Send + Sync {
 
     /// Every ticket, oldest first, streamed (analytics over many tickets).
     fn scan(&self, each: &mut dyn FnMut(TicketRecord) -> Result<()>) -> Result<u64>;
+
+    /// A conversation's turns, oldest first (content masked); empty when `owner` has no
+    /// conversation `id` (another owner's conversation of that id is never returned).
+    fn conversation(&self, owner: &str, id: &str) -> Result<Vec<ConversationTurn>>;
+    /// Append turns to a conversation (created when new) and keep only its newest `max_turns`,
+    /// in one transaction: appends from several replicas at once each land whole, none is lost.
+    /// Refused (`InvalidInput`): an empty owner or id, an id over `MAX_CONVERSATION_ID_CHARS`,
+    /// `max_turns` 0, more than `max_turns` turns at once. Appending no turns changes nothing.
+    fn append_conversation(&self, owner: &str, id: &str, turns: &[ConversationTurn], max_turns: usize, now_ms: i64) -> Result<()>;
+    /// Retention: delete conversations last appended to before `before_ms`; returns how many.
+    fn purge_conversations_before(&self, before_ms: i64) -> Result<u64>;
+    /// Keep the `keep` most recently appended-to conversations, delete the rest; returns how many.
+    fn trim_conversations(&self, keep: usize) -> Result<u64>;
 }
 
 /// Open the store a URL names: `sqlite:///abs/path.db` or a bare path for SQLite,

@@ -8,6 +8,7 @@
 //!
 //! Connections are made without TLS (`NoTls`): a URL with `sslmode=require` is refused at connect.
 
+use crate::conversation::{self, ConversationTurn};
 use crate::record::*;
 use crate::{redact_url, Result, StoreError, TicketStore};
 use ::postgres::types::ToSql;
@@ -69,6 +70,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX tickets_town ON tickets(town, received_at_ms);
      CREATE INDEX tickets_queue ON tickets(id) WHERE reviewed_at_ms IS NULL AND (needs_review OR corrected);
      CREATE INDEX feedback_ticket ON feedback(ticket_id);",
+    // 3: the answer API's conversations, shared by replicas. `next_seq` numbers the turns: an
+    // append reserves its range by bumping it in an upsert, which also holds the conversation's
+    // row lock until the append commits, so appends from two replicas queue up, never interleave.
+    "CREATE TABLE conversations (
+        owner TEXT NOT NULL,
+        id TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        next_seq BIGINT NOT NULL,
+        PRIMARY KEY (owner, id)
+     );
+     CREATE INDEX conversations_updated ON conversations(updated_at_ms);
+     CREATE TABLE conversation_turns (
+        owner TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (owner, conversation_id, seq),
+        FOREIGN KEY (owner, conversation_id) REFERENCES conversations(owner, id) ON DELETE CASCADE
+     );",
 ];
 
 const COLUMNS: &str = "id, key_id, received_at_ms, title, text, reporter, place, town, request_type, domain, category, \
@@ -594,6 +615,55 @@ impl TicketStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    fn conversation(&self, owner: &str, id: &str) -> Result<Vec<ConversationTurn>> {
+        conversation::check_key(owner, id)?;
+        let rows = self.rows("SELECT role, content FROM conversation_turns WHERE owner = $1 AND conversation_id = $2 ORDER BY seq", &[&owner, &id])?;
+        rows.iter().map(|r| Ok(ConversationTurn { role: r.try_get(0).map_err(db)?, content: r.try_get(1).map_err(db)? })).collect()
+    }
+
+    fn append_conversation(&self, owner: &str, id: &str, turns: &[ConversationTurn], max_turns: usize, now_ms: i64) -> Result<()> {
+        conversation::check_append(owner, id, turns, max_turns)?;
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let turns = conversation::masked(turns);
+        let n = turns.len() as i64;
+        self.with(|c| {
+            // The upsert takes the conversation's row lock (new row or existing), held to commit:
+            // a concurrent append of the same conversation waits here, then reads our next_seq.
+            let reserve = c.prepare(
+                "INSERT INTO conversations (owner, id, updated_at_ms, next_seq) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (owner, id) DO UPDATE SET updated_at_ms = GREATEST(conversations.updated_at_ms, EXCLUDED.updated_at_ms),
+                    next_seq = conversations.next_seq + EXCLUDED.next_seq
+                 RETURNING next_seq",
+            )?;
+            let insert = c.prepare("INSERT INTO conversation_turns (owner, conversation_id, seq, role, content) VALUES ($1, $2, $3, $4, $5)")?;
+            let trim = c.prepare("DELETE FROM conversation_turns WHERE owner = $1 AND conversation_id = $2 AND seq < $3")?;
+            let mut tx = c.client.transaction()?;
+            let end: i64 = tx.query_one(&reserve, &[&owner, &id, &now_ms, &n])?.try_get(0)?;
+            for (i, t) in turns.iter().enumerate() {
+                tx.execute(&insert, &[&owner, &id, &(end - n + i as i64), &t.role, &t.content])?;
+            }
+            tx.execute(&trim, &[&owner, &id, &(end - limit(max_turns))])?;
+            tx.commit()
+        })
+    }
+
+    fn purge_conversations_before(&self, before_ms: i64) -> Result<u64> {
+        // The turns go with their conversation (ON DELETE CASCADE). A conversation appended to
+        // meanwhile is re-checked after its row lock and kept (READ COMMITTED re-evaluates).
+        self.execute("DELETE FROM conversations WHERE updated_at_ms < $1", &[&before_ms])
+    }
+
+    fn trim_conversations(&self, keep: usize) -> Result<u64> {
+        // COLLATE "C": ties in time are broken bytewise, as SQLite does.
+        self.execute(
+            "DELETE FROM conversations WHERE (owner, id) NOT IN
+               (SELECT owner, id FROM conversations ORDER BY updated_at_ms DESC, owner COLLATE \"C\", id COLLATE \"C\" LIMIT $1)",
+            &[&limit(keep)],
+        )
     }
 
     fn scan(&self, each: &mut dyn FnMut(TicketRecord) -> Result<()>) -> Result<u64> {

@@ -2,6 +2,7 @@
 //! FULL` (a commit is fsync'd before it returns), schema migrations in order, a busy timeout so
 //! several processes can write the same file.
 
+use crate::conversation::{self, ConversationTurn};
 use crate::record::*;
 use crate::{Result, StoreError, TicketStore};
 use rusqlite::{params, Connection, Row};
@@ -59,6 +60,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX tickets_town ON tickets(town, received_at_ms);
      CREATE INDEX tickets_queue ON tickets(reviewed_at_ms, needs_review, corrected);
      CREATE INDEX feedback_ticket ON feedback(ticket_id);",
+    // 3: the answer API's conversations, shared by replicas. `next_seq` numbers the turns: an
+    // append reserves its range by bumping it, so turn order never depends on clocks.
+    "CREATE TABLE conversations (
+        owner TEXT NOT NULL,
+        id TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        next_seq INTEGER NOT NULL,
+        PRIMARY KEY (owner, id)
+     );
+     CREATE INDEX conversations_updated ON conversations(updated_at_ms);
+     CREATE TABLE conversation_turns (
+        owner TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (owner, conversation_id, seq),
+        FOREIGN KEY (owner, conversation_id) REFERENCES conversations(owner, id) ON DELETE CASCADE
+     );",
 ];
 
 const COLUMNS: &str = "id, key_id, received_at_ms, title, text, reporter, place, town, request_type, domain, category, \
@@ -363,6 +383,70 @@ impl TicketStore for SqliteStore {
             Ok(f)
         })
         .collect()
+    }
+
+    fn conversation(&self, owner: &str, id: &str) -> Result<Vec<ConversationTurn>> {
+        conversation::check_key(owner, id)?;
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT role, content FROM conversation_turns WHERE owner = ?1 AND conversation_id = ?2 ORDER BY seq")
+            .map_err(db)?;
+        let rows = stmt.query_map(params![owner, id], |r| Ok(ConversationTurn { role: r.get(0)?, content: r.get(1)? })).map_err(db)?;
+        rows.map(|r| r.map_err(db)).collect()
+    }
+
+    fn append_conversation(&self, owner: &str, id: &str, turns: &[ConversationTurn], max_turns: usize, now_ms: i64) -> Result<()> {
+        conversation::check_append(owner, id, turns, max_turns)?;
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let turns = conversation::masked(turns);
+        let n = turns.len() as i64;
+        let mut conn = self.lock();
+        // IMMEDIATE: the write lock is taken before anything is read, so another process's
+        // append waits (busy timeout) instead of both reserving the same turn numbers.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        let end: i64 = tx
+            .query_row(
+                "INSERT INTO conversations (owner, id, updated_at_ms, next_seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (owner, id) DO UPDATE SET updated_at_ms = MAX(updated_at_ms, excluded.updated_at_ms), next_seq = next_seq + excluded.next_seq
+                 RETURNING next_seq",
+                params![owner, id, now_ms, n],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO conversation_turns (owner, conversation_id, seq, role, content) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(db)?;
+            for (i, t) in turns.iter().enumerate() {
+                insert.execute(params![owner, id, end - n + i as i64, t.role, t.content]).map_err(db)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM conversation_turns WHERE owner = ?1 AND conversation_id = ?2 AND seq < ?3",
+            params![owner, id, end - max_turns.min(i64::MAX as usize) as i64],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn purge_conversations_before(&self, before_ms: i64) -> Result<u64> {
+        // The turns go with their conversation (ON DELETE CASCADE; the store turns foreign keys on).
+        let n = self.lock().execute("DELETE FROM conversations WHERE updated_at_ms < ?1", [before_ms]).map_err(db)?;
+        Ok(n as u64)
+    }
+
+    fn trim_conversations(&self, keep: usize) -> Result<u64> {
+        let n = self
+            .lock()
+            .execute(
+                "DELETE FROM conversations WHERE (owner, id) NOT IN
+                   (SELECT owner, id FROM conversations ORDER BY updated_at_ms DESC, owner, id LIMIT ?1)",
+                [keep.min(i64::MAX as usize) as i64],
+            )
+            .map_err(db)?;
+        Ok(n as u64)
     }
 
     fn scan(&self, each: &mut dyn FnMut(TicketRecord) -> Result<()>) -> Result<u64> {

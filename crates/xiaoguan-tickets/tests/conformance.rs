@@ -4,6 +4,9 @@
 //! saying what to install, when the server binaries are missing.
 
 mod support;
+/// The conversation cases (kept apart: this file is long enough).
+#[path = "conformance/conversations.rs"]
+mod conversation_cases;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,9 +154,18 @@ conformance!(
     concurrent_first_open_migrates_once,
     concurrent_writers_one_store,
     concurrent_writers_two_stores,
+    migrate_v2_to_v3_keeps_tickets_and_adds_conversations,
+    conversation_round_trip_masked_and_in_order,
+    conversation_keeps_newest_max_turns,
+    conversation_is_only_visible_to_its_owner,
+    purge_conversations_before_removes_stale_ones,
+    trim_conversations_keeps_most_recent,
+    concurrent_appends_from_two_stores_lose_no_turns,
+    conversation_bad_input_is_refused,
 );
 
 mod cases {
+    pub use super::conversation_cases::*;
     use super::Fixture;
     use serde_json::json;
     use std::collections::HashSet;
@@ -161,6 +173,8 @@ mod cases {
     use xiaoguan_tickets::import::{import_feedback_log, ImportReport};
     use xiaoguan_tickets::*;
 
+    /// The newest schema version.
+    const LATEST: i64 = 3;
     const PHONE: &str = "13800138000";
     /// An 18-digit ID-card number (441900: Dongguan), last digit X.
     const ID_NO: &str = "44190019900101123X";
@@ -274,7 +288,7 @@ mod cases {
         } else {
             assert_eq!(s.backend(), "sqlite");
         }
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), LATEST);
     }
 
     pub fn insert_get_round_trip(f: &dyn Fixture) {
@@ -713,7 +727,7 @@ mod cases {
         // Reopening at version 1 changes nothing.
         assert_eq!(f.open_at(1).unwrap().schema_version().unwrap(), 1);
 
-        let s = f.open();
+        let s = f.open_at(2).unwrap();
         assert_eq!(s.schema_version().unwrap(), 2);
         assert_eq!(f.query_i64("SELECT COUNT(*) FROM schema_migrations"), 2);
         assert_eq!(s.count().unwrap(), 5);
@@ -734,7 +748,7 @@ mod cases {
         assert_eq!(ids(&s.review_queue(100).unwrap()), [t[0], t[3]]);
         assert_eq!(ids(&s.prior_candidates(full_ticket().reporter.as_deref(), None, 1003, 10).unwrap()), [t[4], t[3], t[2]]);
         // Opening again migrates nothing more.
-        assert_eq!(f.open().schema_version().unwrap(), 2);
+        assert_eq!(f.open_at(2).unwrap().schema_version().unwrap(), 2);
         assert_eq!(f.query_i64("SELECT COUNT(*) FROM schema_migrations"), 2);
     }
 
@@ -742,15 +756,15 @@ mod cases {
         let s = f.open();
         s.insert(&ticket("a", 1, "一")).unwrap();
         drop(s);
-        f.exec("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (3, 0)");
-        for version in [1, 2] {
+        f.exec(&format!("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ({}, 0)", LATEST + 1));
+        for version in 1..=LATEST as usize {
             let err = match f.open_at(version) {
                 Ok(_) => panic!("a schema newer than the binary was opened (at version {version})"),
                 Err(e) => e,
             };
             let msg = err.to_string();
             assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-            assert!(msg.contains("schema version 3") && msg.contains("newer"), "{msg}");
+            assert!(msg.contains(&format!("schema version {}", LATEST + 1)) && msg.contains("newer"), "{msg}");
             assert!(msg.contains(&f.expected_location()), "the error names the database: {msg}");
             if let Some(secret) = f.secret() {
                 assert!(!msg.contains(secret), "{msg}");
@@ -758,7 +772,7 @@ mod cases {
         }
         // Refusing changed nothing.
         assert_eq!(f.query_i64("SELECT COUNT(*) FROM tickets"), 1);
-        assert_eq!(f.query_i64("SELECT MAX(version) FROM schema_migrations"), 3);
+        assert_eq!(f.query_i64("SELECT MAX(version) FROM schema_migrations"), LATEST + 1);
     }
 
     pub fn concurrent_first_open_migrates_once(f: &dyn Fixture) {
@@ -769,15 +783,15 @@ mod cases {
                 .map(|_| {
                     sc.spawn(|| {
                         barrier.wait();
-                        let s = f.open_at(2).unwrap_or_else(|e| panic!("a concurrent first open failed: {e}"));
+                        let s = f.open_at(LATEST as usize).unwrap_or_else(|e| panic!("a concurrent first open failed: {e}"));
                         s.schema_version().unwrap()
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert_eq!(versions, [2; N]);
-        assert_eq!(f.query_i64("SELECT COUNT(*) FROM schema_migrations"), 2);
+        assert_eq!(versions, [LATEST; N]);
+        assert_eq!(f.query_i64("SELECT COUNT(*) FROM schema_migrations"), LATEST);
     }
 
     fn hammer(stores: &[Arc<dyn TicketStore>], threads_per_store: usize, per_thread: usize) -> Vec<TicketId> {
@@ -933,7 +947,7 @@ fn pg_harness_stops_its_server_and_removes_its_folder_on_drop() {
     assert!(dir.join("data").join("PG_VERSION").is_file());
     let url = server.create_database("harness").unwrap();
     let s = PostgresStore::connect(&url).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
     drop(s);
     drop(server);
     assert!(!dir.exists(), "{} is left behind", dir.display());
