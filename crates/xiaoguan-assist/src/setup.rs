@@ -55,6 +55,9 @@ pub struct Settings {
     /// another region's local texts are references, never the rule that applies.
     #[serde(default)]
     pub home: Option<crate::jurisdiction::HomeRegion>,
+    /// Where the knowledge bases are stored: embedded (default) or a Qdrant server.
+    #[serde(default)]
+    pub store: xiaoguan_kb::StoreSettings,
     /// Folder the relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
@@ -84,6 +87,8 @@ pub struct Paths {
     pub kb_dir: PathBuf,
     pub kbs_root: PathBuf,
     pub classifiers_root: PathBuf,
+    /// The opened store backend (`Settings::store`, connected).
+    pub store: xiaoguan_kb::StoreBackend,
 }
 
 /// Open the settings' knowledge bases (those not ingested are reported and left out).
@@ -93,12 +98,12 @@ pub fn open_kbs(reg: &ModelRegistry, paths: &Paths, ids: &[String]) -> Result<(V
     let mut missing = Vec::new();
     for id in ids {
         let def = definition::find(&defs, id).map_err(xiaoguan_kb::KbError::from)?;
-        if !paths.kbs_root.join(id).join("state.json").exists() {
+        if paths.store.load_state(&paths.kbs_root, id)?.is_none() {
             missing.push(id.clone());
             continue;
         }
         let embedder = reg.embedder(&def.embedder)?;
-        kbs.push(Arc::new(KnowledgeBase::open(def, &paths.kbs_root, embedder)?));
+        kbs.push(Arc::new(KnowledgeBase::open_in(def, &paths.kbs_root, embedder, &paths.store)?));
     }
     Ok((kbs, missing))
 }

@@ -35,6 +35,9 @@ pub enum Command {
     Kb {
         #[command(flatten)]
         paths: commands::kb::KbPaths,
+        /// Settings file whose `[store]` says where knowledge bases are kept.
+        #[arg(long, env = "XIAOGUAN_CONFIG", default_value = "assist.toml")]
+        config: PathBuf,
         #[command(subcommand)]
         cmd: commands::kb::KbCmd,
     },

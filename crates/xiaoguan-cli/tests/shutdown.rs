@@ -3,6 +3,8 @@
 //! that says so; the next ingest resumes and leaves the KB consistent. Over-limit files are
 //! quarantined by `kb ingest` and listed by `kb stats`.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,56 +15,18 @@ use xiaoguan_kb::KnowledgeBase;
 use xiaoguan_models::{fixtures, BertEmbedder, Embedder};
 use xiaoguan_store::{Condition, Filter};
 
-const MANIFEST: &str = r#"
-id = "tiny-e5"
-kind = "embed"
-description = "tiny test embedder"
-[license]
-name = "test"
-terms = "test"
-[assemble]
-format = "e5-packed"
-member = "x"
-[embed]
-dimension = 64
-max_tokens = 32
-query_prefix = "query: "
-passage_prefix = "passage: "
-pooling = "mean"
-normalize = true
-[[packages]]
-name = "x"
-version = "1"
-file = "x.whl"
-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-bytes = 1
-"#;
-
 fn write_docs(root: &Path, docs: usize, round: usize) {
-    std::fs::create_dir_all(root.join("data/laws")).unwrap();
-    for d in 0..docs {
-        let mut text = format!("# 测试条例{d}-r{round}\n<!-- INFO END -->\n## 第一章 总则\n");
-        for a in 1..=40 {
-            text.push_str(&format!("第{}条 社保卡丢了怎么补办。建筑工程施工许可证。条例{d}第{a}条（第{round}版）。\n", xiaoguan_text::numerals::to_chinese(a)));
-        }
-        std::fs::write(root.join(format!("data/laws/测试条例{d}.md")), text).unwrap();
-    }
+    support::write_docs(root, docs, 40, round);
 }
 
 fn setup(root: &Path, docs: usize, limits: &str) {
-    let model = root.join("home/models/tiny-e5");
-    fixtures::tiny_embedder_dir(&model).unwrap();
-    std::fs::write(model.join("xiaoguan-model.json"), r#"{"id":"tiny-e5","manifest_sha256":"x","files":[]}"#).unwrap();
-    std::fs::create_dir_all(root.join("manifests")).unwrap();
-    std::fs::write(root.join("manifests/tiny-e5.toml"), MANIFEST).unwrap();
-    std::fs::create_dir_all(root.join("kbs/t")).unwrap();
-    std::fs::write(
-        root.join("kbs/t/kb.toml"),
-        format!("id = \"t\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny-e5\"\n[[sources]]\ninclude = [\"laws/*.md\"]\ndoc_type = \"law\"\n{limits}"),
-    )
-    .unwrap();
-    std::fs::write(root.join("assist.toml"), "kbs = [\"t\"]\n").unwrap();
-    write_docs(root, docs, 0);
+    support::setup(root, docs, 40, "");
+    if !limits.is_empty() {
+        let def = root.join("kbs/t/kb.toml");
+        let mut text = std::fs::read_to_string(&def).unwrap();
+        text.push_str(limits);
+        std::fs::write(def, text).unwrap();
+    }
 }
 
 fn cmd(root: &Path, args: &[&str]) -> Command {

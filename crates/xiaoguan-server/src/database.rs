@@ -96,12 +96,17 @@ pub fn spawn_daily_retention(store: Arc<dyn TicketStore>, days: u32) {
         .unwrap_or_else(|e| tracing::error!("cannot start the retention thread: {e}"));
 }
 
-/// Retention: delete tickets received more than `days` ago.
+/// Retention: delete tickets received more than `days` ago, and conversations not continued
+/// for as long (they hold citizens' questions too). Returns the tickets deleted.
 pub fn purge(store: &dyn TicketStore, days: u32) -> anyhow::Result<u64> {
     let before = xiaoguan_tickets::now_ms() - days as i64 * 86_400_000;
     let n = store.purge_before(before)?;
     if n > 0 {
         tracing::warn!("retention: deleted {n} ticket(s) older than {days} days");
+    }
+    let c = store.purge_conversations_before(before)?;
+    if c > 0 {
+        tracing::warn!("retention: deleted {c} conversation(s) idle for more than {days} days");
     }
     Ok(n)
 }

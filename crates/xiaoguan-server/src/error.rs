@@ -70,6 +70,12 @@ impl From<AssistError> for ApiError {
     fn from(e: AssistError) -> Self {
         match &e {
             AssistError::NotFound(_) => ApiError::not_found(e.to_string()),
+            // The vector store's server is away: the service stays up and retries by itself.
+            AssistError::Kb(k) if k.is_unavailable() => {
+                tracing::warn!(error = %e, "vector store unavailable");
+                ApiError { retry_after: Some(5), ..ApiError::unavailable(e.to_string()) }
+            }
+            AssistError::Kb(xiaoguan_kb::KbError::Busy(m)) => ApiError::new(StatusCode::CONFLICT, "conflict", m.clone()),
             _ if e.is_user_error() => ApiError::bad_request(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "request failed");

@@ -64,7 +64,7 @@ pub fn state(config: ServerConfig, keys: Keys, history: Arc<TicketHistory>) -> a
         history,
         metrics: handle,
         waiting: AtomicUsize::new(0),
-        conversations: Mutex::new(Default::default()),
+        conversation_appends: AtomicUsize::new(0),
         jobs: Default::default(),
         shutting_down: Default::default(),
         cancel_ingests: Default::default(),

@@ -1,17 +1,18 @@
 //! Shared state: the assistant and ticket assist (built once at startup), keys, limits, the
-//! generator queue, conversations, the ticket store, Prometheus handle.
+//! generator queue, the ticket store (which also keeps the conversations, so any replica can
+//! continue one), Prometheus handle.
 
 use crate::auth::Keys;
 use crate::config::{Limits, ServerConfig};
 use crate::error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use xiaoguan_assist::qa::rewrite::Turn;
 use xiaoguan_assist::history::TicketHistory;
+use xiaoguan_assist::qa::rewrite::{Role, Turn};
+use xiaoguan_tickets::{ConversationTurn, StoreError};
 use xiaoguan_assist::qa::Assistant;
 use xiaoguan_assist::ticket::TicketAssist;
 use xiaoguan_kb::definition::KbDefinition;
@@ -40,7 +41,9 @@ pub struct AppState {
     pub waiting: AtomicUsize,
     /// Retrieval, classification and ticket assist share the CPU workers.
     pub cpu: Arc<Semaphore>,
-    pub conversations: Mutex<Conversations>,
+    /// Conversation appends by this process: every `TRIM_EVERY`th one also trims the store to
+    /// `limits.max_conversations`.
+    pub conversation_appends: AtomicUsize,
     /// Upload / delete / reindex jobs: one bounded queue and worker per KB, pollable statuses.
     pub jobs: crate::jobs::Jobs,
     /// Set by SIGTERM/SIGINT: new jobs are refused (503).
@@ -52,30 +55,31 @@ pub struct AppState {
     pub ingest_hold: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
-pub struct Conversations {
-    turns: HashMap<String, Vec<Turn>>,
-    order: VecDeque<String>,
+/// How often (in appends, per process) the store is trimmed to `max_conversations`: a DELETE
+/// over the conversations table is too much for every answer, and the limit is a ceiling on
+/// storage, not an exact count (several replicas each trim on their own schedule).
+pub const TRIM_EVERY: usize = 100;
+
+fn to_stored(t: &Turn) -> ConversationTurn {
+    let role = match t.role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    };
+    ConversationTurn::new(role, t.content.clone())
 }
 
-impl Conversations {
-    pub fn get(&self, id: &str) -> Vec<Turn> {
-        self.turns.get(id).cloned().unwrap_or_default()
-    }
-    pub fn push(&mut self, id: &str, turns: &[Turn], max_turns: usize, max_conversations: usize) {
-        if !self.turns.contains_key(id) {
-            self.order.push_back(id.to_string());
-            while self.order.len() > max_conversations {
-                if let Some(old) = self.order.pop_front() {
-                    self.turns.remove(&old);
-                }
-            }
+/// The store only holds what `to_stored` wrote; a role it does not know (a newer binary's, a
+/// hand edit) is skipped rather than guessed.
+fn from_stored(t: ConversationTurn) -> Option<Turn> {
+    let role = match t.role.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        other => {
+            tracing::warn!("conversation turn with unknown role '{other}' skipped");
+            return None;
         }
-        let v = self.turns.entry(id.to_string()).or_default();
-        v.extend_from_slice(turns);
-        let extra = v.len().saturating_sub(max_turns);
-        v.drain(..extra);
-    }
+    };
+    Some(Turn { role, content: t.content })
 }
 
 impl AppState {
@@ -107,6 +111,59 @@ impl AppState {
         self.cpu.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))
     }
 
+    /// The earlier turns of `owner`'s conversation `id` (none without an id, or for an id this
+    /// owner never used). A store that cannot be read is the service's fault: 500, naming it.
+    pub async fn conversation(&self, owner: &str, id: Option<&str>) -> Result<Vec<Turn>, ApiError> {
+        let Some(id) = id else { return Ok(Vec::new()) };
+        let (store, owner, id) = (self.history.store.clone(), owner.to_string(), id.to_string());
+        let stored = crate::routes::blocking(move || {
+            store.conversation(&owner, &id).map_err(|e| match e {
+                StoreError::InvalidInput(m) => ApiError::bad_request(format!("conversation_id: {m}")),
+                StoreError::Database(m) => {
+                    let location = store.location();
+                    tracing::error!(error = %m, store = %location, "cannot read a conversation from the ticket store");
+                    ApiError::internal(format!("cannot read conversation '{id}' from the ticket store (the service's fault; retry later): {m}"))
+                }
+            })
+        })
+        .await?;
+        Ok(stored.into_iter().filter_map(from_stored).collect())
+    }
+
+    /// Append a question and its answer to `owner`'s conversation `id` (nothing without an id),
+    /// keeping the newest `max_messages` turns. Returns when the append is committed, so the
+    /// caller's next request sees it on any replica. A failure is logged and counted, not
+    /// returned: the answer is already made, and losing it for its bookkeeping helps no one.
+    pub async fn remember(&self, owner: &str, id: Option<&str>, question: &str, answer: &str) {
+        let Some(id) = id else { return };
+        if self.limits.max_messages == 0 {
+            return; // configured to keep no turns at all
+        }
+        let turns = [Turn { role: Role::User, content: question.to_string() }, Turn { role: Role::Assistant, content: answer.to_string() }];
+        // A limit of one turn keeps the answer only (the store refuses more turns than it keeps).
+        let skip = turns.len().saturating_sub(self.limits.max_messages);
+        let turns: Vec<ConversationTurn> = turns[skip..].iter().map(to_stored).collect();
+        let trim_to = (self.conversation_appends.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == 0).then_some(self.limits.max_conversations);
+        let (store, owner, id, max_turns) = (self.history.store.clone(), owner.to_string(), id.to_string(), self.limits.max_messages);
+        let done = crate::routes::blocking(move || {
+            let now = xiaoguan_tickets::now_ms();
+            store.append_conversation(&owner, &id, &turns, max_turns, now).map_err(|e| ApiError::internal(format!("cannot save conversation '{id}': {e}")))?;
+            if let Some(keep) = trim_to {
+                // The append stands even when the trim fails: the next trim tries again.
+                match store.trim_conversations(keep) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("conversations: forgot the {n} least recently used (max_conversations = {keep})"),
+                    Err(e) => tracing::error!("conversations: trimming to {keep} failed: {e}"),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = done {
+            metrics::counter!("xiaoguan_conversation_save_failures_total").increment(1);
+            tracing::error!("{}", e.message);
+        }
+    }
 }
 
 /// Counts a request waiting for the generator for as long as it lives.

@@ -14,20 +14,27 @@ pub struct QdrantProcess {
     pub grpc_port: u16,
 }
 
-/// The server binary: `XIAOGUAN_QDRANT_BIN`, else `shared/bin/qdrant` beside the checkout.
+/// The server binary: `XIAOGUAN_QDRANT_BIN`, else `shared/bin/qdrant` in a folder above the working
+/// directory or the executable (the shared folder beside the checkout). Looked up at run time: a
+/// path baked in at compile time would name whichever checkout last built this crate.
 pub fn qdrant_binary() -> std::result::Result<PathBuf, String> {
     if let Ok(p) = std::env::var("XIAOGUAN_QDRANT_BIN") {
         let p = PathBuf::from(p);
         return if p.is_file() { Ok(p) } else { Err(format!("XIAOGUAN_QDRANT_BIN={} is not a file", p.display())) };
     }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bin/qdrant");
-    match std::fs::canonicalize(&beside) {
-        Ok(p) if p.is_file() => Ok(p),
-        _ => Err(format!(
-            "the Qdrant server binary is missing: expected {} (the shared folder beside the checkout) or XIAOGUAN_QDRANT_BIN",
-            beside.display()
-        )),
+    let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+    for start in starts.iter().flatten() {
+        for dir in start.ancestors() {
+            let candidate = dir.join("shared/bin/qdrant");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
     }
+    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    Err(format!(
+        "the Qdrant server binary is missing: expected shared/bin/qdrant in a folder above {cwd} (the shared folder beside the checkout) or XIAOGUAN_QDRANT_BIN"
+    ))
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -85,8 +92,12 @@ impl QdrantProcess {
         Err(std::io::Error::other("qdrant did not answer within 60 s"))
     }
 
-    /// `GET /readyz` on the REST port says 200.
+    /// `GET /readyz` on the REST port says 200 and the gRPC port accepts connections (the server
+    /// binds gRPC after REST, so readyz alone may answer before gRPC is up).
     fn answers(&self) -> bool {
+        if std::net::TcpStream::connect(("127.0.0.1", self.grpc_port)).is_err() {
+            return false;
+        }
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         if write!(s, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {

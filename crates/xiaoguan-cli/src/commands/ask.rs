@@ -25,7 +25,8 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     pub fn load(&self, reg: &ModelRegistry) -> anyhow::Result<(Settings, Paths)> {
         let settings = Settings::load(&self.config)?;
-        let paths = Paths { kb_dir: self.paths.kb_dir.clone(), kbs_root: kbs_root(reg), classifiers_root: classifiers_root(reg) };
+        let store = self.paths.backend(&settings.store)?;
+        let paths = Paths { kb_dir: self.paths.kb_dir.clone(), kbs_root: kbs_root(reg), classifiers_root: classifiers_root(reg), store };
         Ok((settings, paths))
     }
 }

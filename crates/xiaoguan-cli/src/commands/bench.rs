@@ -54,6 +54,12 @@ pub struct StoreBench {
     /// Statute markdown files whose sentences feed BM25 (default: the data root's lawrefbook_laws).
     #[arg(long, env = "XIAOGUAN_DATA_ROOT")]
     pub data_root: Option<std::path::PathBuf>,
+    /// Also measure a Qdrant server in the same run: this one (gRPC address, `http://host:6334`)…
+    #[arg(long)]
+    pub qdrant_url: Option<String>,
+    /// …or a throwaway server started from `shared/bin/qdrant` (XIAOGUAN_QDRANT_BIN) on loopback.
+    #[arg(long, conflicts_with = "qdrant_url")]
+    pub qdrant: bool,
 }
 
 #[derive(Args, Debug)]
@@ -204,8 +210,7 @@ fn generate(reg: &ModelRegistry, b: &GenerateBench) -> anyhow::Result<()> {
 }
 
 fn store(reg: &ModelRegistry, b: &StoreBench) -> anyhow::Result<()> {
-    use xiaoguan_store::{Condition, EdgeStore, Filter, HybridQuery, StorePoint, VectorStore};
-    let mut rng = xiaoguan_models::fixtures::Rng::new(42);
+    use xiaoguan_store::{EdgeStore, QdrantServer, QdrantSettings};
     // Sentences of real statutes give BM25 a realistic vocabulary.
     let root = b.data_root.clone().unwrap_or_else(|| std::path::PathBuf::from("../shared/data"));
     let mut sentences: Vec<String> = Vec::new();
@@ -219,7 +224,49 @@ fn store(reg: &ModelRegistry, b: &StoreBench) -> anyhow::Result<()> {
     }
     let dir = tempdir_in(reg.store().home())?;
     let cfg = xiaoguan_kb::kb::store_config(b.dim);
-    let store = EdgeStore::open(&dir.join("store"), &cfg)?;
+    let mut reports = Vec::new();
+    {
+        let store = EdgeStore::open(&dir.join("store"), &cfg)?;
+        reports.push(store_round("embedded", &store, b, &sentences, Some(&dir))?);
+    }
+    // The same points and queries (same seed) on a server, in the same run.
+    let mut process = None;
+    let url = match (&b.qdrant_url, b.qdrant) {
+        (Some(u), _) => Some(u.clone()),
+        (None, true) => {
+            let p = xiaoguan_store::process::QdrantProcess::start(&dir.join("qdrant")).map_err(|e| anyhow::anyhow!("starting Qdrant: {e}"))?;
+            let u = p.grpc_url();
+            process = Some(p);
+            Some(u)
+        }
+        _ => None,
+    };
+    if let Some(url) = url {
+        let mut settings = QdrantSettings::new(url);
+        settings.collection_prefix = format!("xiaoguan_bench_{}_", std::process::id());
+        settings.timeout = std::time::Duration::from_secs(120);
+        let server = QdrantServer::connect(settings)?;
+        let store = server.open_collection("store", &cfg)?;
+        let server_pid = process.as_ref().and_then(|p| p.pid());
+        let mut r = store_round("qdrant-server", &store, b, &sentences, None)?;
+        if let Some(pid) = server_pid {
+            r["server_rss_mb"] = serde_json::json!(super::load::rss_mb(pid));
+            r["server_disk_mb"] = serde_json::json!(super::disk_usage(&dir.join("qdrant")) as f64 / 1e6);
+        }
+        server.drop_collection("store")?;
+        reports.push(r);
+    }
+    drop(process);
+    println!("{}", serde_json::json!({"bench": "store", "points": b.points, "dim": b.dim, "threads": threads(), "backends": reports}));
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Load `b.points` points into `store`, then time `b.queries` hybrid searches with and without
+/// a filter. The random stream is seeded the same for every backend.
+fn store_round(name: &str, store: &dyn xiaoguan_store::VectorStore, b: &StoreBench, sentences: &[String], disk: Option<&std::path::Path>) -> anyhow::Result<serde_json::Value> {
+    use xiaoguan_store::{Condition, Filter, HybridQuery, StorePoint};
+    let mut rng = xiaoguan_models::fixtures::Rng::new(42);
     let unit = |rng: &mut xiaoguan_models::fixtures::Rng| {
         let v = rng.vec(b.dim, 1.0);
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -262,25 +309,20 @@ fn store(reg: &ModelRegistry, b: &StoreBench) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v[((v.len() as f64 - 1.0) * p).round() as usize]
     };
-    let disk = super::disk_usage(&dir);
     let report = serde_json::json!({
-        "bench": "store", "points": b.points, "dim": b.dim, "threads": threads(),
+        "backend": name, "store": store.describe(),
         "upserts_per_sec": b.points as f64 / upsert_secs, "optimize_secs": optimize_secs,
         "hybrid_p50_ms": pct(&mut lat_hybrid, 0.5), "hybrid_p99_ms": pct(&mut lat_hybrid, 0.99),
         "filtered_hybrid_p50_ms": pct(&mut lat_filtered, 0.5), "filtered_hybrid_p99_ms": pct(&mut lat_filtered, 0.99),
-        "disk_mb": disk as f64 / 1e6, "peak_rss_mb": peak_rss_mb(),
+        "disk_mb": disk.map(|d| super::disk_usage(d) as f64 / 1e6), "peak_rss_mb": peak_rss_mb(),
     });
     println!(
-        "store: {} points × {}-d: {:.0} upserts/s, optimize {:.1}s; hybrid p50 {:.2} ms p99 {:.2} ms; with filter p50 {:.2} ms p99 {:.2} ms; disk {:.0} MB, peak RSS {:.0} MB",
+        "store {name}: {} points × {}-d: {:.0} upserts/s, optimize {:.1}s; hybrid p50 {:.2} ms p99 {:.2} ms; with filter p50 {:.2} ms p99 {:.2} ms",
         b.points, b.dim, report["upserts_per_sec"].as_f64().unwrap_or(0.0), optimize_secs,
         report["hybrid_p50_ms"].as_f64().unwrap_or(0.0), report["hybrid_p99_ms"].as_f64().unwrap_or(0.0),
         report["filtered_hybrid_p50_ms"].as_f64().unwrap_or(0.0), report["filtered_hybrid_p99_ms"].as_f64().unwrap_or(0.0),
-        disk as f64 / 1e6, peak_rss_mb()
     );
-    println!("{report}");
-    drop(store);
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(())
+    Ok(report)
 }
 
 fn walkdir_md(root: &std::path::Path) -> Vec<std::path::PathBuf> {

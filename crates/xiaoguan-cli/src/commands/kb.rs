@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use xiaoguan_kb::definition::{self, KbDefinition};
-use xiaoguan_kb::{IngestOptions, KnowledgeBase, SearchOptions, VectorSource};
+use xiaoguan_kb::{IngestOptions, KnowledgeBase, SearchOptions, StoreBackend, StoreSettings, VectorSource};
 use xiaoguan_models::registry::ModelRegistry;
 use xiaoguan_store::Filter;
 
@@ -15,9 +15,19 @@ pub struct KbPaths {
     /// Root of the source data (default: ../shared/data beside the checkout).
     #[arg(long, env = "XIAOGUAN_DATA_ROOT", global = true)]
     pub data_root: Option<PathBuf>,
+    /// Keep every knowledge base on this Qdrant server (gRPC address, `http://host:6334`)
+    /// instead of what `[store]` of the settings says.
+    #[arg(long, env = "XIAOGUAN_QDRANT_URL", global = true)]
+    pub qdrant_url: Option<String>,
 }
 
 impl KbPaths {
+    /// The store backend: `[store]` of the settings, or the server `--qdrant-url` names.
+    /// Connecting checks the server answers: an unreachable one fails here, with its address.
+    pub fn backend(&self, store: &StoreSettings) -> anyhow::Result<StoreBackend> {
+        Ok(store.clone().with_url_override(self.qdrant_url.clone()).connect()?)
+    }
+
     pub fn data_root(&self) -> PathBuf {
         if let Some(d) = &self.data_root {
             return d.clone();
@@ -85,8 +95,25 @@ pub enum KbCmd {
         #[command(flatten)]
         fusion: Fusion,
     },
-    /// Version, documents, chunks, disk use.
+    /// Version, documents, chunks, disk use, and which backend holds it.
     Stats { id: String },
+    /// Copy a knowledge base between the embedded store and a Qdrant server, points with their
+    /// vectors (nothing is embedded again): `--to URL` (embedded → server) or `--from URL`
+    /// (server → embedded).
+    Migrate {
+        id: String,
+        /// The server to copy the embedded KB to (gRPC address, `http://host:6334`).
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        to: Option<String>,
+        /// The server to copy the KB from, into the embedded store.
+        #[arg(long)]
+        from: Option<String>,
+        /// Overwrite what the target already holds of this KB.
+        #[arg(long)]
+        replace: bool,
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Delete a knowledge base's index and state (the definition stays).
     Remove { id: String },
 }
@@ -100,9 +127,9 @@ pub fn uploads_dir(reg: &ModelRegistry, id: &str) -> PathBuf {
     reg.store().home().join("uploads").join(id)
 }
 
-pub fn open(reg: &ModelRegistry, def: &KbDefinition) -> anyhow::Result<KnowledgeBase> {
+pub fn open(reg: &ModelRegistry, backend: &StoreBackend, def: &KbDefinition) -> anyhow::Result<KnowledgeBase> {
     let embedder = reg.embedder(&def.embedder)?;
-    Ok(KnowledgeBase::open(def, &kbs_root(reg), embedder)?)
+    Ok(KnowledgeBase::open_in(def, &kbs_root(reg), embedder, backend)?)
 }
 
 /// Weights of the dense and BM25 legs in the reciprocal-rank fusion (0 switches a leg off).
@@ -122,18 +149,19 @@ pub struct Fusion {
 /// out with a note.
 struct Donors<'a> {
     reg: &'a ModelRegistry,
+    backend: &'a StoreBackend,
     candidates: Vec<(KbDefinition, xiaoguan_kb::KbState)>,
     opened: RefCell<HashMap<String, Option<KnowledgeBase>>>,
 }
 
 impl<'a> Donors<'a> {
-    fn new(reg: &'a ModelRegistry, defs: &[KbDefinition], target: &KbDefinition) -> Self {
+    fn new(reg: &'a ModelRegistry, backend: &'a StoreBackend, defs: &[KbDefinition], target: &KbDefinition) -> Self {
         let candidates = defs
             .iter()
             .filter(|d| d.id != target.id && d.embedder == target.embedder)
-            .filter_map(|d| xiaoguan_kb::KbState::load(&kbs_root(reg).join(&d.id).join("state.json")).ok().flatten().map(|st| (d.clone(), st)))
+            .filter_map(|d| backend.load_state(&kbs_root(reg), &d.id).ok().flatten().map(|st| (d.clone(), st)))
             .collect();
-        Self { reg, candidates, opened: RefCell::new(HashMap::new()) }
+        Self { reg, backend, candidates, opened: RefCell::new(HashMap::new()) }
     }
 }
 
@@ -144,7 +172,7 @@ impl VectorSource for Donors<'_> {
                 continue;
             }
             let mut opened = self.opened.borrow_mut();
-            let kb = opened.entry(def.id.clone()).or_insert_with(|| match open(self.reg, def) {
+            let kb = opened.entry(def.id.clone()).or_insert_with(|| match open(self.reg, self.backend, def) {
                 Ok(kb) => Some(kb),
                 Err(e) => {
                     eprintln!("note: not reusing vectors from '{}': {e:#}", def.id);
@@ -167,19 +195,24 @@ pub fn parse_filters(items: &[String]) -> anyhow::Result<Filter> {
     Ok(f)
 }
 
-pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<()> {
+pub fn run(reg: &ModelRegistry, paths: &KbPaths, settings_file: &Path, cmd: &KbCmd) -> anyhow::Result<()> {
     let defs = definition::load_all(&paths.kb_dir)?;
+    let store = StoreSettings::from_file(settings_file)?;
+    if let KbCmd::Migrate { id, to, from, replace, quiet } = cmd {
+        return migrate(reg, paths, &store, &defs, id, to.as_deref().or(from.as_deref()).unwrap_or_default(), to.is_some(), *replace, !quiet);
+    }
+    let backend = paths.backend(&store)?;
     match cmd {
+        KbCmd::Migrate { .. } => unreachable!("handled above"),
         KbCmd::List { json } => {
             let mut rows = Vec::new();
             for d in &defs {
-                let state_path = kbs_root(reg).join(&d.id).join("state.json");
-                let state = xiaoguan_kb::KbState::load(&state_path).ok().flatten();
+                let state = backend.load_state(&kbs_root(reg), &d.id)?;
                 rows.push(serde_json::json!({
                     "id": d.id, "title": d.title, "domain": d.domain, "embedder": d.embedder,
                     "version": state.as_ref().map(|s| s.version), "documents": state.as_ref().map(|s| s.documents.len()),
                     "chunks": state.as_ref().map(|s| s.total_chunks()), "updated_at": state.as_ref().map(|s| s.updated_at.clone()),
-                    "description": d.description,
+                    "description": d.description, "backend": backend.describe(),
                 }));
             }
             if *json {
@@ -199,8 +232,8 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
             let control = xiaoguan_kb::ingest::IngestControl { cancel: Some(interrupt.flag.clone()) };
             for id in ids {
                 let def = definition::find(&defs, id)?;
-                let kb = open(reg, def)?;
-                let donors = Donors::new(reg, &defs, def);
+                let kb = open(reg, &backend, def)?;
+                let donors = Donors::new(reg, &backend, &defs, def);
                 let sources: Vec<&dyn VectorSource> = if *no_reuse { Vec::new() } else { vec![&donors] };
                 let opts = IngestOptions { data_root: paths.data_root(), progress: !quiet, batch_docs: *batch_docs, max_batches: None, uploads_dir: Some(uploads_dir(reg, id)) };
                 let r = kb.ingest_controlled(&opts, &sources, &control)?;
@@ -230,7 +263,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
         }
         KbCmd::Search { id, query, limit, filters, fusion, json } => {
             let def = definition::find(&defs, id)?;
-            let kb = open(reg, def)?;
+            let kb = open(reg, &backend, def)?;
             let opts = SearchOptions { limit: *limit, filter: parse_filters(filters)?, dense_weight: fusion.dense_weight, bm25_weight: fusion.bm25_weight, ..Default::default() };
             let started = std::time::Instant::now();
             let hits = kb.search(query, &opts)?;
@@ -249,7 +282,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
         }
         KbCmd::Recall { id, file, question_field, answer_field, strip_prefix, k, out, no_article_lookup, fusion } => {
             let def = definition::find(&defs, id)?;
-            let kb = open(reg, def)?;
+            let kb = open(reg, &backend, def)?;
             let rows = read_rows(file)?;
             let mut lines = Vec::new();
             let (mut at1, mut atk, mut rr) = (0usize, 0usize, 0f64);
@@ -293,7 +326,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
         }
         KbCmd::Stats { id } => {
             let def = definition::find(&defs, id)?;
-            let kb = open(reg, def)?;
+            let kb = open(reg, &backend, def)?;
             let s = kb.state();
             let points = kb.store().count(&Filter::none())?;
             let mut by_type = std::collections::BTreeMap::new();
@@ -314,6 +347,7 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
                     "id": def.id, "version": s.version, "updated_at": s.updated_at, "embedder": s.embedder,
                     "documents": s.documents.len(), "chunks": s.total_chunks(), "points": points,
                     "points_by_doc_type": by_type, "pending": s.pending, "disk_bytes": super::disk_usage(&kb.dir),
+                    "backend": kb.backend_description(), "revision": s.revision,
                     "quarantine": xiaoguan_kb::ingest::list_quarantine(&kb.dir),
                 }))?
             );
@@ -321,18 +355,35 @@ pub fn run(reg: &ModelRegistry, paths: &KbPaths, cmd: &KbCmd) -> anyhow::Result<
         }
         KbCmd::Remove { id } => {
             let def = definition::find(&defs, id)?;
-            let dir = kbs_root(reg).join(&def.id);
-            if dir.exists() {
-                // The index first (refused while a service or an ingest holds it), then the state.
-                xiaoguan_store::EdgeStore::remove(&dir.join("store")).map_err(xiaoguan_kb::KbError::from)?;
-                std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
-                println!("{id}: removed {}", dir.display());
+            if backend.remove(&kbs_root(reg), &def.id)? {
+                println!("{id}: removed from {}", backend.describe());
             } else {
                 println!("{id}: nothing to remove");
             }
             Ok(())
         }
     }
+}
+
+/// `kb migrate`: the KB opened on both backends, then copied (see `xiaoguan_kb::migrate`).
+#[allow(clippy::too_many_arguments)]
+fn migrate(reg: &ModelRegistry, paths: &KbPaths, store: &StoreSettings, defs: &[KbDefinition], id: &str, url: &str, to_server: bool, replace: bool, progress: bool) -> anyhow::Result<()> {
+    let def = definition::find(defs, id)?;
+    let server = store.clone().with_url_override(Some(url.to_string()));
+    let server = paths.backend(&server)?;
+    let embedded = StoreBackend::Embedded;
+    let (src_backend, dst_backend) = if to_server { (&embedded, &server) } else { (&server, &embedded) };
+    if src_backend.load_state(&kbs_root(reg), id)?.is_none() {
+        anyhow::bail!(xiaoguan_kb::KbError::NotIngested(format!("{id} (in {})", src_backend.describe())));
+    }
+    let src = open(reg, src_backend, def)?;
+    let dst = open(reg, dst_backend, def)?;
+    let r = xiaoguan_kb::migrate::copy(&src, &dst, replace, progress)?;
+    println!(
+        "{id}: version {} ({} documents, {} points with their vectors) copied from {} to {} in {:.1}s",
+        r.version, r.documents, r.points, r.from, r.to, r.seconds
+    );
+    Ok(())
 }
 
 fn read_rows(path: &Path) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {

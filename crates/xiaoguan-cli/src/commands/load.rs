@@ -20,9 +20,10 @@ pub enum Route {
 
 #[derive(Args, Debug)]
 pub struct HttpBench {
-    /// Base URL of the service.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Base URL of the service; repeat it to spread the clients over several replicas
+    /// (client i talks to URL i mod n).
+    #[arg(long = "url", default_value = "http://127.0.0.1:8080")]
+    pub urls: Vec<String>,
     #[arg(long, value_enum)]
     pub route: Route,
     #[arg(long, default_value_t = 4)]
@@ -66,7 +67,7 @@ fn body(route: Route, i: usize) -> (String, Value) {
     }
 }
 
-fn rss_mb(pid: u32) -> Option<f64> {
+pub fn rss_mb(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
@@ -79,7 +80,7 @@ pub fn run(b: &HttpBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut handles = Vec::new();
     for c in 0..b.concurrency.max(1) {
-        let (stop, results, agent, url, key, route) = (stop.clone(), results.clone(), agent.clone(), b.url.trim_end_matches('/').to_string(), b.key.clone(), b.route);
+        let (stop, results, agent, url, key, route) = (stop.clone(), results.clone(), agent.clone(), b.urls[c % b.urls.len()].trim_end_matches('/').to_string(), b.key.clone(), b.route);
         handles.push(std::thread::spawn(move || {
             let mut i = c;
             while !stop.load(Ordering::Relaxed) {

@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => infer::embed(&reg, args),
         Command::Generate(args) => infer::generate(&reg, args),
         Command::Bench(cmd) => bench::run(&reg, cmd),
-        Command::Kb { paths, cmd } => kb::run(&reg, paths, cmd),
+        Command::Kb { paths, config, cmd } => kb::run(&reg, paths, config, cmd),
         Command::Classify(cmd) => classify::run(&reg, cmd),
         Command::Ask(args) => ask::ask(&reg, args),
         Command::Eval(cmd) => eval::run(&reg, cmd),

@@ -103,10 +103,13 @@ pub fn serve(reg: ModelRegistry, args: &ServeArgs) -> anyhow::Result<()> {
         None => Keys::default(),
     };
     let settings = setup::Settings::load(&config.assist)?;
+    // Before the port opens: an unreachable Qdrant server is a clear error and a non-zero exit.
+    let store = args.settings.paths.backend(&settings.store)?;
     let paths = setup::Paths {
         kb_dir: args.settings.paths.kb_dir.clone(),
         kbs_root: kbs_root(&reg),
         classifiers_root: super::classify::classifiers_root(&reg),
+        store,
     };
     let data_root = args.settings.paths.data_root();
     let uploads_root = reg.store().home().join("uploads");

@@ -162,22 +162,6 @@ async fn collect(mut rx: mpsc::Receiver<Piece>) -> Result<Answer, ApiError> {
     Err(ApiError::internal("the answer was lost"))
 }
 
-/// Conversations belong to the key that started them: another key's id finds nothing.
-fn conversation_key(key_id: &str, conversation: Option<&str>) -> Option<String> {
-    conversation.map(|c| format!("{key_id}\u{0}{c}"))
-}
-
-fn history_for(st: &AppState, conversation: Option<&str>) -> Vec<Turn> {
-    conversation.map(|c| st.conversations.lock().unwrap_or_else(|p| p.into_inner()).get(c)).unwrap_or_default()
-}
-
-fn remember(st: &AppState, conversation: Option<&str>, question: &str, answer: &str) {
-    if let Some(c) = conversation {
-        let turns = [Turn { role: Role::User, content: question.to_string() }, Turn { role: Role::Assistant, content: answer.to_string() }];
-        st.conversations.lock().unwrap_or_else(|p| p.into_inner()).push(c, &turns, st.limits.max_messages, st.limits.max_conversations);
-    }
-}
-
 #[utoipa::path(post, path = "/v1/ask", request_body = AskBody,
     params(("stream" = Option<bool>, Query, description = "Stream as server-sent events: `delta` events, then one `answer` event")),
     responses((status = 200, description = "The answer: text, citations, answered_by, handoff, confidence, timings, KB versions, model ids"),
@@ -201,10 +185,13 @@ pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q):
             return Err(ApiError::bad_request("conversation_id must be 1..=128 characters"));
         }
     }
-    let conversation = conversation_key(&who.key_id, body.conversation_id.as_deref());
+    // Conversations live in the ticket store under (key id, conversation id): any replica can
+    // continue one, and another key's id finds nothing.
+    let conversation = body.conversation_id.clone();
+    let history = st.conversation(&who.key_id, conversation.as_deref()).await?;
     let req = AskRequest {
         question: body.question.clone(),
-        history: history_for(&st, conversation.as_deref()),
+        history,
         kbs,
         mode: parse_mode(body.mode.as_deref())?,
         any_region: body.any_region,
@@ -214,23 +201,27 @@ pub async fn ask(State(st): State<Arc<AppState>>, Caller(who): Caller, Query(q):
     if !q.stream {
         let a = collect(rx).await?;
         drop(guard);
-        remember(&st, conversation.as_deref(), &body.question, &a.text);
+        st.remember(&who.key_id, conversation.as_deref(), &body.question, &a.text).await;
         return Ok(axum::Json(a).into_response());
     }
-    let conv = conversation.clone();
-    let question = body.question.clone();
+    let (owner, question) = (who.key_id.clone(), body.question.clone());
     let st2 = st.clone();
-    let stream = ReceiverStream::new(rx).map(move |p| {
+    let stream = ReceiverStream::new(rx).then(move |p| {
         let _keep = &guard;
-        let ev = match p {
-            Piece::Text(t) => Event::default().event("delta").data(json!({"text": t}).to_string()),
-            Piece::Done(a) => {
-                remember(&st2, conv.as_deref(), &question, &a.text);
-                Event::default().event("answer").data(serde_json::to_string(&*a).unwrap_or_default())
-            }
-            Piece::Failed(e) => Event::default().event("error").data(json!({"error": {"type": e.kind, "message": e.message}}).to_string()),
-        };
-        Ok::<Event, Infallible>(ev)
+        let (st, owner, conv, question) = (st2.clone(), owner.clone(), conversation.clone(), question.clone());
+        async move {
+            let ev = match p {
+                Piece::Text(t) => Event::default().event("delta").data(json!({"text": t}).to_string()),
+                Piece::Done(a) => {
+                    // Saved before the answer event goes out: a client that follows up as soon
+                    // as it has the answer finds the turn on whichever replica it reaches.
+                    st.remember(&owner, conv.as_deref(), &question, &a.text).await;
+                    Event::default().event("answer").data(serde_json::to_string(&*a).unwrap_or_default())
+                }
+                Piece::Failed(e) => Event::default().event("error").data(json!({"error": {"type": e.kind, "message": e.message}}).to_string()),
+            };
+            Ok::<Event, Infallible>(ev)
+        }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

@@ -30,7 +30,18 @@ fn summary(kb: &KnowledgeBase) -> serde_json::Value {
     let s = kb.state();
     json!({"id": kb.def.id, "title": kb.def.title, "domain": kb.def.domain, "description": kb.def.description,
            "embedder": kb.def.embedder, "version": s.version, "updated_at": s.updated_at,
-           "documents": s.documents.len(), "chunks": s.total_chunks()})
+           "documents": s.documents.len(), "chunks": s.total_chunks(), "backend": kb.backend_description()})
+}
+
+/// On a shared store, pick up commits another replica made (a blocking check, throttled).
+async fn refreshed(kbs: Vec<Arc<KnowledgeBase>>) -> Result<Vec<Arc<KnowledgeBase>>, ApiError> {
+    super::blocking(move || {
+        for kb in &kbs {
+            kb.refresh()?;
+        }
+        Ok(kbs)
+    })
+    .await
 }
 
 fn scope(who: &Principal, id: &str) -> Result<(), ApiError> {
@@ -49,7 +60,8 @@ fn scope(who: &Principal, id: &str) -> Result<(), ApiError> {
 pub async fn list(State(st): State<Arc<AppState>>, Caller(who): Caller) -> Result<Response, ApiError> {
     who.require(Action::ReadKbs)?;
     let ready = st.ready()?;
-    let kbs: Vec<_> = ready.assistant.kbs().iter().filter(|k| who.sees(&k.def.id)).map(|k| summary(k)).collect();
+    let seen: Vec<Arc<KnowledgeBase>> = ready.assistant.kbs().iter().filter(|k| who.sees(&k.def.id)).cloned().collect();
+    let kbs: Vec<_> = refreshed(seen).await?.iter().map(|k| summary(k)).collect();
     Ok(axum::Json(json!({"kbs": kbs})).into_response())
 }
 
@@ -64,6 +76,7 @@ pub async fn get_one(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(
     who.require(Action::ReadKbs)?;
     scope(&who, &id)?;
     let kb = kb_of(st.ready()?, &id)?;
+    let kb = refreshed(vec![kb]).await?.pop().expect("one KB");
     let mut v = summary(&kb);
     let docs: Vec<_> = kb.state().documents.iter().map(|(k, d)| json!({"doc_id": k, "title": d.title, "chunks": d.chunks})).collect();
     v["document_list"] = json!(docs);

@@ -17,7 +17,7 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     match st.ready.get() {
         Some(r) => {
-            let kbs: Vec<_> = r.assistant.kbs().iter().map(|k| json!({"id": k.def.id, "version": k.version()})).collect();
+            let kbs: Vec<_> = r.assistant.kbs().iter().map(|k| json!({"id": k.def.id, "version": k.version(), "backend": k.backend_description()})).collect();
             axum::Json(json!({
                 "status": "ready", "kbs": kbs,
                 "embedder": r.assistant.embedder().model_id(),
