@@ -636,9 +636,38 @@ impl VectorStore for QdrantStore {
         Ok(())
     }
 
-    /// The server builds its indexes by itself.
+    /// The server builds its indexes by itself, in the background: wait until the collection is
+    /// green (its optimizer idle), so that a bulk load is followed by indexed searches as on the
+    /// embedded store. A pending optimization (grey) is started by an empty optimizer update, as
+    /// the server's documentation says; past the bound the wait ends with a warning (the points
+    /// are written and committed, only not indexed yet).
     fn optimize(&self) -> Result<()> {
-        Ok(())
+        let started = std::time::Instant::now();
+        let bound = Duration::from_secs(900);
+        let mut nudged = false;
+        loop {
+            let (c, coll) = (self.server.client.clone(), self.collection.clone());
+            let info = self.server.call("reading the collection", async move { c.collection_info(coll).await })?;
+            let status = info.result.map(|r| r.status).unwrap_or_default();
+            match qdrant::CollectionStatus::try_from(status) {
+                Ok(qdrant::CollectionStatus::Green) => return Ok(()),
+                Ok(qdrant::CollectionStatus::Red) => {
+                    return Err(StoreError::Backend { path: self.server.url().into(), message: format!("collection {} is red (an optimization failed)", self.collection) })
+                }
+                Ok(qdrant::CollectionStatus::Grey) if !nudged => {
+                    nudged = true;
+                    let req = qdrant::UpdateCollectionBuilder::new(&self.collection).optimizers_config(qdrant::OptimizersConfigDiffBuilder::default());
+                    let c = self.server.client.clone();
+                    self.server.call("starting the optimizer", async move { c.update_collection(req).await })?;
+                }
+                _ => {}
+            }
+            if started.elapsed() > bound {
+                tracing::warn!(collection = %self.collection, "the server is still indexing after {bound:?}; searches are exact until it is done");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// A server snapshot of the collection, downloaded into `dest` with a `snapshot.json`
