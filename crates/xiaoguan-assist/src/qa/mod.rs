@@ -5,6 +5,7 @@
 
 pub mod extract;
 pub mod facts;
+pub mod injection;
 pub mod prompt;
 pub mod rewrite;
 pub mod verify;
@@ -502,6 +503,17 @@ impl Assistant {
         let mut hits: Vec<SearchHit> = per_kb.into_iter().filter(|(kb, _)| used.contains(&kb)).flat_map(|(_, h)| h).collect();
         hits.sort_by(|a, b| b.similarity.unwrap_or(0.0).total_cmp(&a.similarity.unwrap_or(0.0)));
         hits.truncate(self.config.top_k);
+        // Sentences addressed to the assistant are not content: nothing below sees them.
+        let mut neutralized = 0;
+        for h in hits.iter_mut().chain(elsewhere.iter_mut()) {
+            if let (std::borrow::Cow::Owned(clean), n) = injection::neutralize(&h.text) {
+                h.text = clean;
+                neutralized += n;
+            }
+        }
+        if neutralized > 0 {
+            answer.notes.push(format!("{neutralized} sentences of the retrieved passages speak to the assistant (prompt injection) and were left out"));
+        }
 
         // What the gate will judge, computed first so every answer reports it.
         let qb = content_bigrams(&q);
@@ -514,7 +526,10 @@ impl Assistant {
             .filter(|h| self.config.faq_kbs.contains(&h.kb))
             .filter_map(|h| {
                 let faq_q = h.payload.get("question")?.as_str()?;
-                h.payload.get("answer")?.as_str()?;
+                // An entry whose answer speaks to the assistant is not a vetted answer.
+                if injection::neutralize(h.payload.get("answer")?.as_str()?).1 > 0 {
+                    return None;
+                }
                 Some((h, dice(&qb, &content_bigrams(faq_q)), h.similarity.unwrap_or(0.0)))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -649,12 +664,14 @@ impl Assistant {
                         answer.timings = Timings { total_ms: ms(started), ..timings };
                         return Ok(answer);
                     }
+                    // What the model said stays in the log: an unverified sentence may be anything
+                    // (an echoed prompt, a document's instruction), so it is not put in the answer.
                     let head: String = generated_text.chars().take(120).collect();
+                    tracing::debug!(generated = %head, "generated answer failed verification");
                     answer.notes.push(format!(
-                        "generated answer failed verification ({} of {} sentences unsupported; it began: {:?}): extractive answer instead",
+                        "generated answer failed verification ({} of {} sentences unsupported): extractive answer instead",
                         removed,
-                        removed + kept.len(),
-                        head
+                        removed + kept.len()
                     ));
                     if !kept.is_empty() {
                         // Sentences already streamed stay; the extractive text follows them.
