@@ -11,7 +11,6 @@ use std::time::Duration;
 use xiaoguan_kb::definition::KbDefinition;
 use xiaoguan_kb::{KnowledgeBase, SearchOptions};
 use xiaoguan_models::{fixtures, BertEmbedder, Embedder};
-use xiaoguan_store::{Condition, Filter};
 
 fn write_docs(root: &Path, docs: usize, round: usize) {
     support::write_docs(root, docs, 12, round);
@@ -22,34 +21,24 @@ fn setup(root: &Path, docs: usize) {
 }
 
 fn ingest_cmd(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xiaoguan"));
-    c.args(["kb", "ingest", "t", "--batch-docs", "3", "--quiet"])
-        .env("XIAOGUAN_HOME", root.join("home"))
-        .env("XIAOGUAN_MODELS_DIR", root.join("manifests"))
-        .env("XIAOGUAN_KB_DIR", root.join("kbs"))
-        .env("XIAOGUAN_DATA_ROOT", root.join("data"))
-        .env("XIAOGUAN_THREADS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut c = support::cmd(root, &["kb", "ingest", "t", "--batch-docs", "3", "--quiet"]);
+    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     c
 }
 
-/// (committed documents, points in the store, documents committed at `round`).
+/// (committed documents, points in the store, documents committed at `round`); searches answer
+/// from committed documents only.
 fn check_consistent(root: &Path, embedder: &Arc<dyn Embedder>, round: usize) -> (usize, usize, usize) {
     let def = KbDefinition::load(&root.join("kbs/t/kb.toml")).unwrap();
     let kb = KnowledgeBase::open(&def, &root.join("home/kbs"), embedder.clone()).unwrap();
+    let counts = support::check_consistent(&kb, round);
     let state = kb.state();
-    for (key, doc) in &state.documents {
-        let f = Filter::eq("doc_id", key.clone()).and(Condition::Eq { field: "doc_hash".into(), value: doc.hash.clone().into() });
-        assert_eq!(kb.store().count(&f).unwrap(), doc.chunks, "committed document {key} is incomplete");
-    }
     if !state.documents.is_empty() {
         let hits = kb.search("社保卡丢了怎么补办", &SearchOptions::default()).unwrap();
         assert!(!hits.is_empty());
         assert!(hits.iter().all(|h| state.documents.contains_key(&h.doc_id)));
     }
-    let current = state.documents.values().filter(|d| d.title.ends_with(&format!("-r{round}"))).count();
-    (state.documents.len(), kb.store().count(&Filter::none()).unwrap(), current)
+    counts
 }
 
 #[test]

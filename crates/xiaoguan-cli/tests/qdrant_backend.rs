@@ -88,21 +88,30 @@ fn killed_ingests_and_a_killed_server_lose_nothing_and_duplicate_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let mut q = start_qdrant(root);
-    let docs = 40;
+    let docs = 60;
     setup(root, docs, 12, &store_settings(&q));
     let b = backend(root);
     let ingest = |root: &Path| cmd(root, &["kb", "ingest", "t", "--batch-docs", "3", "--quiet"]);
-    // A full ingest, timed, so that the kills land at fractions of it whatever the machine's speed.
-    let started = Instant::now();
     let out = ingest(root).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let full = started.elapsed();
+    // Kills land after the ingest has committed `n` documents of its round, whatever the
+    // machine's speed (a fixed delay missed on a quick run): the KB watches the server's state.
+    let watcher = open_kb(root, &b);
+    let committed_at = |round: usize| {
+        watcher.refresh().unwrap();
+        watcher.state().documents.values().filter(|d| d.title.ends_with(&format!("-r{round}"))).count()
+    };
+    let wait_for = |child: &mut std::process::Child, round: usize, n: usize| {
+        while child.try_wait().unwrap().is_none() && committed_at(round) < n {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
     // kill -9 of the ingest at a few points; the lease it held expires (3 s) and the next resumes.
     let mut interrupted = 0;
-    for (round, fraction) in [(1usize, 0.3f64), (2, 0.5), (3, 0.7)] {
+    for (round, n) in [(1usize, docs / 6), (2, docs / 3), (3, docs / 2)] {
         write_docs(root, docs, 12, round);
         let mut child = ingest(root).spawn().unwrap();
-        std::thread::sleep(full.mul_f64(fraction));
+        wait_for(&mut child, round, n);
         let _ = child.kill();
         child.wait().unwrap();
         let kb = open_kb(root, &b);
@@ -123,8 +132,8 @@ fn killed_ingests_and_a_killed_server_lose_nothing_and_duplicate_nothing() {
     // The server killed mid-ingest: the ingest fails with a clear error, the server comes back
     // with everything it acknowledged, and the next ingest (after the lease expires) completes.
     write_docs(root, docs, 12, 9);
-    let child = ingest(root).spawn().unwrap();
-    std::thread::sleep(full.mul_f64(0.5));
+    let mut child = ingest(root).spawn().unwrap();
+    wait_for(&mut child, 9, docs / 3);
     q.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

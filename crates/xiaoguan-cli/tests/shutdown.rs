@@ -5,15 +5,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{cmd, free_port, http};
 use xiaoguan_kb::definition::KbDefinition;
 use xiaoguan_kb::KnowledgeBase;
-use xiaoguan_models::{fixtures, BertEmbedder, Embedder};
-use xiaoguan_store::{Condition, Filter};
 
 fn write_docs(root: &Path, docs: usize, round: usize) {
     support::write_docs(root, docs, 40, round);
@@ -29,19 +27,6 @@ fn setup(root: &Path, docs: usize, limits: &str) {
     }
 }
 
-fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xiaoguan"));
-    c.args(args)
-        .env("XIAOGUAN_HOME", root.join("home"))
-        .env("XIAOGUAN_MODELS_DIR", root.join("manifests"))
-        .env("XIAOGUAN_KB_DIR", root.join("kbs"))
-        .env("XIAOGUAN_DATA_ROOT", root.join("data"))
-        .env("XIAOGUAN_THREADS", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
 fn ingest(root: &Path) -> Command {
     cmd(root, &["kb", "ingest", "t", "--batch-docs", "4", "--quiet"])
 }
@@ -52,18 +37,11 @@ fn signal(pid: u32, sig: &str) {
 
 /// Every committed document has exactly its chunks; returns (documents, points, documents at `round`).
 fn check_consistent(root: &Path, round: usize) -> (usize, usize, usize) {
-    let facts = fixtures::tiny_embed_facts();
-    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&root.join("home/models/tiny-e5"), "tiny-e5", &facts).unwrap());
     let def = KbDefinition::load(&root.join("kbs/t/kb.toml")).unwrap();
-    let kb = KnowledgeBase::open(&def, &root.join("home/kbs"), embedder).unwrap();
+    let kb = KnowledgeBase::open(&def, &root.join("home/kbs"), support::embedder(root)).unwrap();
     let state = kb.state();
     assert!(state.pending.is_empty() || !state.documents.is_empty() || state.version == 0);
-    for (key, doc) in &state.documents {
-        let f = Filter::eq("doc_id", key.clone()).and(Condition::Eq { field: "doc_hash".into(), value: doc.hash.clone().into() });
-        assert_eq!(kb.store().count(&f).unwrap(), doc.chunks, "committed document {key} is incomplete");
-    }
-    let current = state.documents.values().filter(|d| d.title.ends_with(&format!("-r{round}"))).count();
-    (state.documents.len(), kb.store().count(&Filter::none()).unwrap(), current)
+    support::check_consistent(&kb, round)
 }
 
 /// Wait for the child, at most `limit`; (exit code, seconds, stderr).
@@ -149,22 +127,6 @@ fn an_over_limit_file_is_quarantined_listed_and_not_read_again_until_replaced() 
     assert_eq!(v["documents"], 4);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A bare HTTP/1.1 request: (status, body).
-fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).ok()?;
-    s.write_all(body).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split(' ').nth(1)?.parse().ok()?;
-    Some((status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
-}
-
 #[test]
 fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_and_the_kb_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -184,20 +146,20 @@ fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_and_the_kb_resumes()
         .unwrap();
     let started = Instant::now();
     loop {
-        if http(port, "GET", "/readyz", b"").is_some_and(|(s, _)| s == 200) {
+        if http(port, "GET", "/readyz", b"").is_some_and(|(s, _, _)| s == 200) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the service did not get ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (s, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
+    let (s, _, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
     assert_eq!(s, 202, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let status_url = v["status_url"].as_str().unwrap().to_string();
     // Wait until it is ingesting, then SIGTERM.
     let started = Instant::now();
     loop {
-        let (_, body) = http(port, "GET", &status_url, b"").unwrap();
+        let (_, _, body) = http(port, "GET", &status_url, b"").unwrap();
         if body.contains("\"ingesting\"") {
             break;
         }

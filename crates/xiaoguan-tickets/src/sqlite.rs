@@ -110,7 +110,18 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(|e| StoreError::InvalidInput(format!("cannot open the ticket database {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(db)?;
+        // Switching a new file to WAL takes an exclusive lock and SQLite does not call the busy
+        // handler for it: two processes opening one new file at once (two replicas starting) got
+        // "database is locked". Retry within the same bound as the busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < std::time::Duration::from_secs(10) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(db)?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Database(format!("{} cannot use a WAL journal (got {mode})", path.display())));
         }
