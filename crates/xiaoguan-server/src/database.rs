@@ -2,6 +2,7 @@
 //! the PostgreSQL password from its environment variable, the reporter salt, retention.
 
 use crate::config::DatabaseConfig;
+use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 use xiaoguan_assist::history::TicketHistory;
@@ -49,14 +50,17 @@ pub fn reporter_salt(config: &DatabaseConfig, home: &Path) -> anyhow::Result<Str
             return Ok(s.trim().to_string());
         }
     }
-    std::fs::create_dir_all(path.parent().unwrap_or(home))?;
+    let dir = path.parent().unwrap_or(home);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut b = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
     let salt = hex::encode(b);
-    let tmp = path.with_extension("tmp");
+    // A temp file of its own (pid and the new salt), published with a hard link: the link fails if the
+    // salt exists, so replicas starting together all end up with the one that won.
+    let tmp = dir.join(format!(".reporter.salt.{}.{salt}.tmp", std::process::id()));
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -65,7 +69,16 @@ pub fn reporter_salt(config: &DatabaseConfig, home: &Path) -> anyhow::Result<Str
         f.write_all(salt.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
+    let published = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match published {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let theirs = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            return Ok(theirs.trim().to_string());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("publishing {}", path.display()))),
+    }
     Ok(salt)
 }
 
@@ -118,5 +131,22 @@ mod tests {
         assert_eq!(super::with_password("postgres://xg@127.0.0.1:5432/xg", "p@ss:w/rd").unwrap(), "postgres://xg:p%40ss%3Aw%2Frd@127.0.0.1:5432/xg");
         assert!(super::with_password("postgres://xg:old@h/db", "new").is_err());
         assert!(super::with_password("postgres://h/db", "new").is_err());
+    }
+
+    #[test]
+    fn replicas_creating_the_reporter_salt_together_agree_on_one() {
+        let home = tempfile::tempdir().unwrap();
+        let config = crate::config::DatabaseConfig { reporter_salt_env: "XIAOGUAN_TEST_UNSET_SALT_VAR".into(), ..Default::default() };
+        for _ in 0..10 {
+            let _ = std::fs::remove_file(home.path().join("tickets/reporter.salt"));
+            let salts: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| super::reporter_salt(&config, home.path()).unwrap())).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(salts.iter().all(|s| s == &salts[0] && s.len() == 32), "{salts:?}");
+            assert_eq!(std::fs::read_to_string(home.path().join("tickets/reporter.salt")).unwrap(), salts[0]);
+        }
+        let left: Vec<_> = std::fs::read_dir(home.path().join("tickets")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "temp files left behind: {left:?}");
     }
 }

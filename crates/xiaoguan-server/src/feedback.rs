@@ -105,13 +105,23 @@ pub fn import_legacy_log(store: &dyn TicketStore, path: &std::path::Path) -> any
     if !path.exists() {
         return Ok(None);
     }
-    let (report, bad) = xiaoguan_tickets::import::import_feedback_log(store, path)?;
+    let (report, bad) = match xiaoguan_tickets::import::import_feedback_log(store, path) {
+        Ok(r) => r,
+        // Another replica starting at the same time got there first and renamed it.
+        Err(_) if !path.exists() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     if !bad.is_empty() {
         tracing::warn!("{}: lines {bad:?} do not parse (a torn last line after a crash is expected) and were skipped", path.display());
     }
     let mut done = path.as_os_str().to_owned();
     done.push(".imported");
-    std::fs::rename(path, &done)?;
+    match std::fs::rename(path, &done) {
+        Ok(()) => {}
+        // Another replica starting at the same time imported it and renamed it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(report)),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("renaming {}", path.display()))),
+    }
     tracing::warn!("feedback log {} imported into the ticket store ({} new, {} already there)", path.display(), report.imported, report.already);
     Ok(Some(report))
 }
