@@ -50,14 +50,18 @@ fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (Option<i32>
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            if let Some(mut e) = child.stderr.take() {
+                e.read_to_string(&mut err).unwrap();
+            }
             return (status.code(), started.elapsed().as_secs_f64(), err);
         }
         if started.elapsed() > limit {
             let _ = child.kill();
             let mut err = String::new();
             let _ = child.wait();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            if let Some(mut e) = child.stderr.take() {
+                e.read_to_string(&mut err).unwrap();
+            }
             panic!("still running {:.1} s after the signal; stderr:\n{err}", started.elapsed().as_secs_f64());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -181,4 +185,77 @@ fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_and_the_kb_resumes()
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (committed, points, current) = check_consistent(root, 1);
     assert_eq!((committed, current, points), (docs, docs, docs * 40));
+}
+
+/// The case: SIGTERM while `serve` re-ingests the whole real `laws` corpus (3,400+
+/// statutes from ../shared/data, read as `knowledge-bases/laws` reads them; the tiny embedder
+/// keeps it quick). The service exits within its bound, the KB holds only whole documents, and
+/// the next `kb ingest` resumes from what was committed instead of starting over.
+#[test]
+fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_of_the_whole_laws_corpus_and_the_kb_resumes() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(data.join("lawrefbook_laws").is_dir(), "the real data is missing: {}", data.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // The service needs an ingested KB to start: one small statute first, then the corpus.
+    setup(root, 1, "");
+    let out = ingest(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let laws = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../knowledge-bases/laws/kb.toml")).unwrap();
+    let sources = &laws[laws.find("[[sources]]").unwrap()..];
+    std::fs::write(root.join("kbs/t/kb.toml"), format!("id = \"t\"\ntitle = \"t\"\ndomain = \"d\"\ndescription = \"d\"\nembedder = \"tiny-e5\"\n{sources}")).unwrap();
+    for dir in ["lawrefbook_laws", "china_law_db_supplement"] {
+        std::os::unix::fs::symlink(data.join(dir), root.join("data").join(dir)).unwrap();
+    }
+    let port = free_port();
+    let assist = root.join("assist.toml");
+    let log = root.join("serve.log");
+    let mut child = cmd(root, &["serve", "--bind", &format!("127.0.0.1:{port}"), "--config", assist.to_str().unwrap(), "--no-generator", "--upload-wait-secs", "0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !http(port, "GET", "/readyz", b"").is_some_and(|(s, _, _)| s == 200) {
+        let exited = child.try_wait().unwrap();
+        assert!(exited.is_none() && started.elapsed() < Duration::from_secs(60), "not ready ({exited:?}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, _, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
+    assert_eq!(s, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status_url = v["status_url"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    loop {
+        let (_, _, body) = http(port, "GET", &status_url, b"").unwrap();
+        if body.contains("\"ingesting\"") {
+            break;
+        }
+        assert!(!body.contains("\"indexed\"") && started.elapsed() < Duration::from_secs(30), "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Long enough for some batches to commit (the tiny embedder does a few statutes a second).
+    std::thread::sleep(Duration::from_secs(8));
+    signal(child.id(), "-TERM");
+    let (code, secs, _) = wait_bounded(child, Duration::from_secs(12));
+    let err = std::fs::read_to_string(&log).unwrap();
+    eprintln!("serve, whole laws corpus: exit {code:?} {secs:.2} s after SIGTERM");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(secs < 10.5, "{secs} s");
+    let kb = support::open_kb(root, &xiaoguan_kb::StoreBackend::Embedded);
+    let (first, points, _) = support::check_consistent(&kb, 0);
+    drop(kb);
+    eprintln!("committed before the signal: {first} statutes, {points} points");
+    assert!(first > 1 && first < 3000, "{first} statutes committed (the one of the first ingest included)");
+    // The next ingest resumes: it is stopped too (SIGINT), and has only added to what was there.
+    let mut next = cmd(root, &["kb", "ingest", "t", "--quiet"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    signal(next.id(), "-INT");
+    let _ = next.stdout.take();
+    let (code, _, err) = wait_bounded(next, Duration::from_secs(12));
+    assert_eq!(code, Some(130), "{err}");
+    let kb = support::open_kb(root, &xiaoguan_kb::StoreBackend::Embedded);
+    let (second, _, _) = support::check_consistent(&kb, 0);
+    eprintln!("after the resumed ingest was interrupted: {second} statutes");
+    assert!(second > first, "the resumed ingest committed nothing new ({first} → {second}): {err}");
 }

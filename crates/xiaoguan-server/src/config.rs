@@ -29,6 +29,10 @@ pub struct Limits {
     pub upload_wait_secs: u64,
     /// Upload statuses remembered for polling (oldest forgotten first).
     pub max_upload_statuses: usize,
+    /// Bytes of upload bodies the process holds at once, all uploads together (each reserves its
+    /// Content-Length, or `max_upload_bytes` without one, before its body is read); an upload
+    /// that does not fit gets 429 with Retry-After. Bounds what concurrent uploads can allocate.
+    pub max_uploads_in_flight_bytes: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             upload_queue: 8,
             upload_wait_secs: 30,
             max_upload_statuses: 1000,
+            max_uploads_in_flight_bytes: 64 * 1024 * 1024,
         }
     }
 }

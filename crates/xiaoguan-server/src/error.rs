@@ -50,6 +50,10 @@ impl ApiError {
     pub fn busy(retry_after: u64) -> Self {
         Self { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "the generator queue is full; retry later") }
     }
+    /// 429 with Retry-After, for a reason of its own.
+    pub fn busy_with(retry_after: u64, m: impl Into<String>) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", m) }
+    }
     /// A file over one of the readers' limits (named in the message).
     pub fn over_limit(m: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "over_limit", m)

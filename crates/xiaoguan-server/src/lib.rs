@@ -53,6 +53,10 @@ pub fn state(config: ServerConfig, keys: Keys, history: Arc<TicketHistory>) -> a
             handle
         })
         .clone();
+    let l = &config.limits;
+    if l.max_uploads_in_flight_bytes < l.max_upload_bytes {
+        anyhow::bail!("limits: max_uploads_in_flight_bytes ({}) is below max_upload_bytes ({}): the largest upload allowed could never be taken", l.max_uploads_in_flight_bytes, l.max_upload_bytes);
+    }
     Ok(Arc::new(AppState {
         ready: OnceLock::new(),
         startup_error: Mutex::new(None),
@@ -60,6 +64,7 @@ pub fn state(config: ServerConfig, keys: Keys, history: Arc<TicketHistory>) -> a
         limits: config.limits.clone(),
         generator: Arc::new(Semaphore::new(1)),
         cpu: Arc::new(Semaphore::new(config.limits.cpu_workers.max(1))),
+        uploads_in_flight: Arc::new(Semaphore::new((config.limits.max_uploads_in_flight_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS))),
         config,
         history,
         metrics: handle,

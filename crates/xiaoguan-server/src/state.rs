@@ -44,6 +44,8 @@ pub struct AppState {
     /// Conversation appends by this process: every `TRIM_EVERY`th one also trims the store to
     /// `limits.max_conversations`.
     pub conversation_appends: AtomicUsize,
+    /// The budget of upload bytes held at once, in KiB permits (`limits.max_uploads_in_flight_bytes`).
+    pub uploads_in_flight: Arc<Semaphore>,
     /// Upload / delete / reindex jobs: one bounded queue and worker per KB, pollable statuses.
     pub jobs: crate::jobs::Jobs,
     /// Set by SIGTERM/SIGINT: new jobs are refused (503).
@@ -59,6 +61,9 @@ pub struct AppState {
 /// over the conversations table is too much for every answer, and the limit is a ceiling on
 /// storage, not an exact count (several replicas each trim on their own schedule).
 pub const TRIM_EVERY: usize = 100;
+
+/// Retry-After of an upload refused for the in-flight budget: uploads are quick to stage.
+const RETRY_UPLOAD_SECS: u64 = 2;
 
 fn to_stored(t: &Turn) -> ConversationTurn {
     let role = match t.role {
@@ -105,6 +110,18 @@ impl AppState {
         }
         metrics::gauge!("xiaoguan_generator_queue_depth").set((queued + 1) as f64);
         self.generator.clone().acquire_owned().await.map_err(|_| ApiError::unavailable("shutting down"))
+    }
+
+    /// Reserve room for an upload body of `bytes` (rounded up to KiB) at once, or 429: uploads are
+    /// refused rather than queued, since a queued upload would already hold its connection's data.
+    pub fn upload_room(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.uploads_in_flight.clone().try_acquire_many_owned(kib).map_err(|_| {
+            metrics::counter!("xiaoguan_upload_shed_total").increment(1);
+            let budget = self.limits.max_uploads_in_flight_bytes;
+            ApiError::busy_with(RETRY_UPLOAD_SECS, format!("uploads in flight are at their memory budget ({} of {} KiB taken; this one needs {kib} KiB); retry later",
+                (budget / 1024).saturating_sub(self.uploads_in_flight.available_permits()), budget / 1024))
+        })
     }
 
     pub async fn cpu_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {

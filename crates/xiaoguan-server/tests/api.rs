@@ -299,6 +299,12 @@ async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
     let doc = "# 灵活就业参保须知\n\n一、缴费方式\n\n灵活就业人员可以按月或按季度缴纳基本养老保险费，独特标记词：青鸟计划。\n";
     let (s, bytes, _) = call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=%E9%A1%BB%E7%9F%A5.md", admin, Some(doc.as_bytes().to_vec()), "application/octet-stream").await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    // The passages one search gathers are bounded (the schema's maximum, enforced).
+    for limit in [0u64, 201, 1_000_000_000] {
+        let (s, body) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": limit}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "limit {limit}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("limit must be 1 to 200"), "{body}");
+    }
     let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
     assert!(found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")), "{found}");
     // Range filters: numbers or dates; a malformed one is the caller's error.
@@ -337,12 +343,24 @@ async fn uploads_are_ingested_and_deletable_feedback_is_durable() {
     let (s, _, _) = call_raw(&env, "POST", "/v1/kbs/kb-a/documents?filename=%E9%A1%BB%E7%9F%A5.md", admin, Some(vec![0xC9, 0xE7, 0xff, 0xfe]), "application/octet-stream").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(std::fs::read_to_string(env.tmp.path().join("uploads/kb-a/须知.md")).unwrap(), doc);
+    // The passages one search gathers are bounded (the schema's maximum, enforced).
+    for limit in [0u64, 201, 1_000_000_000] {
+        let (s, body) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": limit}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "limit {limit}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("limit must be 1 to 200"), "{body}");
+    }
     let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
     assert!(found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")), "{found}");
     assert!(std::fs::read_dir(env.tmp.path().join("uploads/kb-a")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')), "no temporary files left");
     assert_eq!(call(&env, "POST", "/v1/kbs/kb-x/reindex", admin, None).await.0, StatusCode::NOT_FOUND);
     let (s, r) = call(&env, "DELETE", "/v1/kbs/kb-a/documents/%E9%A1%BB%E7%9F%A5.md", admin, None).await;
     assert_eq!(s, StatusCode::OK, "{r}");
+    // The passages one search gathers are bounded (the schema's maximum, enforced).
+    for limit in [0u64, 201, 1_000_000_000] {
+        let (s, body) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": limit}))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "limit {limit}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("limit must be 1 to 200"), "{body}");
+    }
     let (_, found) = call(&env, "POST", "/v1/search", admin, Some(json!({"kb": "kb-a", "query": "青鸟计划", "limit": 3}))).await;
     assert!(!found["hits"].as_array().unwrap().iter().any(|h| h["text"].as_str().unwrap().contains("青鸟计划")));
     assert_eq!(call(&env, "DELETE", "/v1/kbs/kb-a/documents/%E7%A4%BE%E4%BF%9D%E5%8D%A1.md", admin, None).await.0, StatusCode::NOT_FOUND, "corpus documents are not uploads");

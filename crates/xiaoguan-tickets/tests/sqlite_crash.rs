@@ -44,7 +44,7 @@ fn a_kill_9_during_writes_loses_no_committed_ticket_and_two_processes_write_one_
     let db = dir.path().join("tickets.db");
     drop(SqliteStore::open(&db).unwrap());
     let mut killed = spawn_writer(&db, "killed");
-    let mut survivor = spawn_writer(&db, "survivor");
+    let survivor = spawn_writer(&db, "survivor");
     let mut committed: Vec<(i64, String)> = Vec::new();
     let reader = BufReader::new(killed.stdout.take().unwrap());
     let started = Instant::now();

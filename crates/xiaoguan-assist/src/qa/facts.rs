@@ -338,6 +338,49 @@ fn trim_float(d: f64) -> String {
     }
 }
 
+/// Stage 1's answer: the rendered fields of a matched record and its one citation, when the
+/// record is in a served KB (a bundle always is: it cites its `one-thing` chunk where that KB is
+/// served, else the bundles data). `served` are the ids of the request's KBs.
+pub fn answer(m: &FactMatch, index: &FactIndex, served: &[&str]) -> Option<(String, super::Citation, f32)> {
+    let (cite, score) = match m {
+        FactMatch::Item { item, score, .. } => {
+            if !served.contains(&item.kb.as_str()) {
+                return None;
+            }
+            let text = format!("受理部门：{}；承诺时限：{:?} 个工作日；材料 {} 项", item.department, item.promised_working_days, item.materials.len());
+            (fact_citation(&item.kb, &item.item, None, &item.doc_id, &item.chunk_id, *score, text), *score)
+        }
+        FactMatch::Bundle { bundle, score, .. } => {
+            let indexed = index.bundle_chunks.get(&bundle.name).filter(|c| served.contains(&c.kb.as_str()));
+            let fallback_id = format!("bundle:{}", bundle.name);
+            let doc_no = indexed.and_then(|c| c.doc_no.clone()).or_else(|| (!bundle.source.is_empty()).then(|| bundle.source.clone()));
+            let text = format!("本地牵头部门：{}；事项：{}", bundle.lead, bundle.items.join("、"));
+            let kb = indexed.map_or("dispatch-rules", |c| c.kb.as_str());
+            let (doc_id, chunk_id) = indexed.map_or((fallback_id.as_str(), fallback_id.as_str()), |c| (c.doc_id.as_str(), c.chunk_id.as_str()));
+            (fact_citation(kb, &bundle.name, doc_no, doc_id, chunk_id, *score, text), *score)
+        }
+    };
+    Some((render(m), cite, score))
+}
+
+fn fact_citation(kb: &str, title: &str, doc_no: Option<String>, doc_id: &str, chunk_id: &str, score: f32, text: String) -> super::Citation {
+    super::Citation {
+        index: 1,
+        kb: kb.into(),
+        title: title.into(),
+        doc_no,
+        heading_path: title.into(),
+        article: None,
+        doc_id: doc_id.into(),
+        chunk_id: chunk_id.into(),
+        score,
+        similarity: None,
+        text,
+        jurisdiction: None,
+        note: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +442,23 @@ mod tests {
         let idx = index();
         assert!(idx.lookup("施工许可是什么", None, 0.5, 0.9).is_none(), "no field asked");
         assert!(idx.lookup("养老保险需要哪些材料", None, 0.5, 0.9).is_none(), "no such item");
+    }
+
+    #[test]
+    fn the_answer_cites_the_record_only_when_its_kb_is_served() {
+        let mut idx = index();
+        let m = idx.lookup("消防验收哪个部门受理，承诺几个工作日？", None, 0.5, 0.9).expect("match");
+        assert!(answer(&m, &idx, &["other"]).is_none(), "an item of a KB outside the request");
+        let (text, cite, score) = answer(&m, &idx, &["k"]).unwrap();
+        assert_eq!(text, render(&m));
+        assert_eq!((cite.index, cite.kb.as_str(), cite.chunk_id.as_str()), (1, "k", "建设工程消防验收#0"));
+        assert!(cite.text.contains("唐山市应急管理局") && cite.text.contains("材料 1 项") && score > 0.5, "{}", cite.text);
+        // A bundle: its indexed chunk when that KB is served, else the bundles data.
+        let m = idx.lookup("新生儿出生一件事包括哪些事项", None, 0.5, 0.9).expect("bundle");
+        let (_, cite, _) = answer(&m, &idx, &["k"]).unwrap();
+        assert_eq!((cite.kb.as_str(), cite.chunk_id.as_str(), cite.doc_no.as_deref()), ("dispatch-rules", "bundle:新生儿出生一件事", Some("国发〔2024〕3号")));
+        idx.bundle_chunks.insert("新生儿出生一件事".into(), IndexedChunk { kb: "one-thing".into(), doc_id: "d".into(), chunk_id: "d#3".into(), doc_no: None });
+        let (_, cite, _) = answer(&m, &idx, &["one-thing"]).unwrap();
+        assert_eq!((cite.kb.as_str(), cite.chunk_id.as_str()), ("one-thing", "d#3"));
     }
 }

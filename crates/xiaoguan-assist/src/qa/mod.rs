@@ -1,19 +1,25 @@
-//! Question answering for 小莞 and for agents. In order: rewrite a follow-up with the conversation;
-//! structured facts; retrieval over the routed knowledge bases; the canonical FAQ answer when a
-//! vetted question matches; the evidence gate (人工兜底); grounded generation verified sentence by
-//! sentence, or the extractive answer. Every answer says how it was made and what it rests on.
+//! Question answering for 小莞 and for agents, as named stages composed in `Assistant::ask`:
+//! rewrite a follow-up with the conversation (`rewrite`); structured facts (`facts`); retrieval
+//! over the routed knowledge bases (`retrieve`); the canonical FAQ answer when a vetted question
+//! matches (`canonical`); the evidence gate, 人工兜底 (`gate`); grounded generation verified
+//! sentence by sentence (`generate`, `verify`), or the extractive answer (`extract`). Every answer
+//! says how it was made and what it rests on.
 
+pub mod canonical;
 pub mod extract;
 pub mod facts;
+pub mod gate;
+pub mod generate;
 pub mod injection;
 pub mod prompt;
+pub mod retrieve;
 pub mod rewrite;
 pub mod verify;
 
 use crate::error::{AssistError, Result};
 use crate::jurisdiction::{HomeRegion, Scope};
-use crate::lexical::{containment, content_bigrams, dice};
-use facts::{FactIndex, FactMatch};
+use crate::lexical::content_bigrams;
+use facts::FactIndex;
 use rewrite::Turn;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,8 +27,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 use xiaoguan_kb::{KnowledgeBase, SearchHit, SearchOptions};
-use xiaoguan_models::{Decoding, Embedder, GenerateParams, Generator, TextKind};
-use xiaoguan_store::{Condition, Filter};
+use xiaoguan_models::{Embedder, Generator, TextKind};
 
 /// Longest question accepted (characters).
 pub const MAX_QUESTION_CHARS: usize = 2000;
@@ -268,6 +273,65 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
+/// The question without surrounding space, refused when empty or too long.
+fn checked_question(question: &str) -> Result<&str> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(AssistError::InvalidInput("the question is empty".into()));
+    }
+    if question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(AssistError::InvalidInput(format!("the question is longer than {MAX_QUESTION_CHARS} characters")));
+    }
+    Ok(question)
+}
+
+/// `text` followed by whose practice it describes, when it rests on another region's Q&A.
+fn with_attribution(mut text: String, citations: &[Citation]) -> String {
+    if let Some(note) = attribution(citations) {
+        text.push_str(&note);
+    }
+    text
+}
+
+/// Pass a finished answer's whole text on, and stamp the total time.
+fn finish(mut answer: Answer, on_text: &mut dyn FnMut(&str) -> bool, timings: Timings, started: Instant) -> Answer {
+    on_text(&answer.text);
+    answer.timings = Timings { total_ms: ms(started), ..timings };
+    answer
+}
+
+impl Answer {
+    /// A handoff until a stage answers: the question, the KB versions and the models it ran on.
+    fn pending(question: &str, rewritten: Option<String>, kbs: &[&Arc<KnowledgeBase>], embedder: &str) -> Self {
+        Answer {
+            text: String::new(),
+            answered_by: AnsweredBy::Handoff,
+            handoff: true,
+            confidence: 0.0,
+            citations: Vec::new(),
+            related: Vec::new(),
+            question: question.to_string(),
+            rewritten_question: rewritten,
+            routes: Vec::new(),
+            kb_versions: kbs.iter().map(|k| (k.def.id.clone(), k.version())).collect(),
+            models: Models { embedder: embedder.to_string(), generator: None },
+            timings: Timings::default(),
+            verification: None,
+            evidence: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A stage answered.
+    fn settle(&mut self, by: AnsweredBy, text: String, citations: Vec<Citation>, confidence: f32) {
+        self.text = text;
+        self.answered_by = by;
+        self.handoff = false;
+        self.citations = citations;
+        self.confidence = confidence;
+    }
+}
+
 impl Assistant {
     /// The KBs must share one embedder (the query is embedded once).
     pub fn new(kbs: Vec<Arc<KnowledgeBase>>, generator: Option<Arc<dyn Generator>>, facts: FactIndex, config: AssistConfig) -> Result<Self> {
@@ -347,41 +411,17 @@ impl Assistant {
 
     /// Answer a question; `on_text` receives the answer text as it becomes final (verified
     /// sentences of a generated answer, or the whole text at once) and returns false to stop.
+    /// The stages, in order: rewrite → facts → retrieve → canonical → gate → generate → extract.
     pub fn ask(&self, req: &AskRequest, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Answer> {
         let started = Instant::now();
-        let question = req.question.trim();
-        if question.is_empty() {
-            return Err(AssistError::InvalidInput("the question is empty".into()));
-        }
-        if question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(AssistError::InvalidInput(format!("the question is longer than {MAX_QUESTION_CHARS} characters")));
-        }
+        let question = checked_question(&req.question)?;
         let kbs = self.selected(&req.kbs)?;
         let mut timings = Timings::default();
         let t = Instant::now();
         let rewritten = rewrite::rewrite(question, &req.history);
         let q = rewritten.clone().unwrap_or_else(|| question.to_string());
         timings.rewrite_ms = ms(t);
-        let kb_versions: BTreeMap<String, u64> = kbs.iter().map(|k| (k.def.id.clone(), k.version())).collect();
-        let models = Models { embedder: self.embedder.model_id().to_string(), generator: None };
-        let mut answer = Answer {
-            text: String::new(),
-            answered_by: AnsweredBy::Handoff,
-            handoff: true,
-            confidence: 0.0,
-            citations: Vec::new(),
-            related: Vec::new(),
-            question: question.to_string(),
-            rewritten_question: rewritten,
-            routes: Vec::new(),
-            kb_versions,
-            models,
-            timings: Timings::default(),
-            verification: None,
-            evidence: None,
-            notes: Vec::new(),
-        };
-
+        let mut answer = Answer::pending(question, rewritten, &kbs, self.embedder.model_id());
         // The question's embedding serves the facts layer (bundles by meaning) and retrieval.
         let t = Instant::now();
         let dense = match (&req.query_embedding, &answer.rewritten_question) {
@@ -391,291 +431,77 @@ impl Assistant {
         let embed_ms = ms(t);
 
         // 1. Structured facts: exact fields of a named record.
-        if let Some(m) = self.facts.lookup(&q, Some(&dense), self.config.facts_min_score, self.config.bundle_min_similarity) {
-            let allowed = match &m {
-                FactMatch::Item { item, .. } => kbs.iter().any(|k| k.def.id == item.kb),
-                FactMatch::Bundle { .. } => true,
-            };
-            if allowed {
-                answer.text = facts::render(&m);
-                answer.answered_by = AnsweredBy::Facts;
-                answer.handoff = false;
-                let (cite, score) = match &m {
-                    FactMatch::Item { item, score, .. } => (
-                        Citation {
-                            index: 1,
-                            kb: item.kb.clone(),
-                            title: item.item.clone(),
-                            doc_no: None,
-                            heading_path: item.item.clone(),
-                            article: None,
-                            doc_id: item.doc_id.clone(),
-                            chunk_id: item.chunk_id.clone(),
-                            score: *score,
-                            similarity: None,
-                            text: format!("受理部门：{}；承诺时限：{:?} 个工作日；材料 {} 项", item.department, item.promised_working_days, item.materials.len()),
-                            jurisdiction: None,
-                            note: None,
-                        },
-                        *score,
-                    ),
-                    FactMatch::Bundle { bundle, score, .. } => {
-                        // Cite the bundle's chunk in a served KB (`one-thing`), else the bundles data.
-                        let indexed = self.facts.bundle_chunks.get(&bundle.name).filter(|c| kbs.iter().any(|k| k.def.id == c.kb));
-                        let fallback_id = format!("bundle:{}", bundle.name);
-                        let cite = Citation {
-                            index: 1,
-                            kb: indexed.map_or_else(|| "dispatch-rules".into(), |c| c.kb.clone()),
-                            title: bundle.name.clone(),
-                            doc_no: indexed.and_then(|c| c.doc_no.clone()).or_else(|| (!bundle.source.is_empty()).then(|| bundle.source.clone())),
-                            heading_path: bundle.name.clone(),
-                            article: None,
-                            doc_id: indexed.map_or_else(|| fallback_id.clone(), |c| c.doc_id.clone()),
-                            chunk_id: indexed.map_or(fallback_id, |c| c.chunk_id.clone()),
-                            score: *score,
-                            similarity: None,
-                            text: format!("本地牵头部门：{}；事项：{}", bundle.lead, bundle.items.join("、")),
-                            jurisdiction: None,
-                            note: None,
-                        };
-                        (cite, *score)
-                    }
-                };
-                answer.citations.push(cite);
-                answer.confidence = score;
-                on_text(&answer.text);
-                answer.timings = Timings { total_ms: ms(started), ..timings };
-                return Ok(answer);
-            }
+        let served: Vec<&str> = kbs.iter().map(|k| k.def.id.as_str()).collect();
+        let fact = self.facts.lookup(&q, Some(&dense), self.config.facts_min_score, self.config.bundle_min_similarity);
+        if let Some((text, cite, score)) = fact.and_then(|m| facts::answer(&m, &self.facts, &served)) {
+            answer.settle(AnsweredBy::Facts, text, vec![cite], score);
+            return Ok(finish(answer, on_text, timings, started));
         }
 
-        // 2. Retrieval over every selected KB with one query embedding; route by similarity.
+        // 2. Retrieval and routing.
         let t = Instant::now();
-        let mut filter = Filter::none();
-        if let Some(doc) = &req.exclude_doc {
-            filter = filter.and(Condition::Ne { field: "doc_id".into(), value: doc.clone().into() });
-        }
-        // Another region's local texts are set aside, so ask for more to keep top_k that apply.
-        // Citations always say where their rule holds; `any_region` only stops the setting aside.
-        let scope_home = self.config.home.as_ref();
-        let home = scope_home.filter(|_| !req.any_region);
-        let limit = if home.is_some() { self.config.top_k * 3 } else { self.config.top_k };
-        let opts = SearchOptions { limit, filter, ..Default::default() };
-        // Description routing narrows the search to the KBs whose description is closest.
-        let kbs: Vec<&Arc<KnowledgeBase>> = match self.config.routing {
-            Routing::SearchAll => kbs,
-            Routing::Description => {
-                let descriptions = self.descriptions()?;
-                let score = |k: &Arc<KnowledgeBase>| {
-                    self.kbs.iter().position(|x| x.def.id == k.def.id).map(|i| xiaoguan_models::cosine(&dense, &descriptions[i])).unwrap_or(0.0)
-                };
-                let best = kbs.iter().map(|k| score(k)).fold(f32::MIN, f32::max);
-                kbs.into_iter().filter(|k| score(k) >= best - self.config.route_margin).collect()
-            }
-        };
-        let mut per_kb: Vec<(String, Vec<SearchHit>)> = Vec::new();
-        let mut elsewhere: Vec<SearchHit> = Vec::new();
-        for kb in &kbs {
-            match kb.search_embedded(&q, &dense, &opts) {
-                Ok(hits) => {
-                    let (mut applies, away) = self.by_jurisdiction(&kb.def.id, hits, home);
-                    applies.truncate(self.config.top_k);
-                    elsewhere.extend(away);
-                    per_kb.push((kb.def.id.clone(), applies));
-                }
-                Err(xiaoguan_kb::KbError::NotIngested(id)) => answer.notes.push(format!("knowledge base '{id}' is not ingested; skipped")),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !elsewhere.is_empty() {
-            elsewhere.sort_by(|a, b| b.similarity.unwrap_or(0.0).total_cmp(&a.similarity.unwrap_or(0.0)));
-            answer.notes.push(format!("{} passages of other regions' local texts set aside (not the rule here)", elsewhere.len()));
-        }
+        let found = self.retrieve(kbs, &q, &dense, req)?;
         timings.retrieve_ms = ms(t) + embed_ms;
-        let best_of = |hits: &[SearchHit]| hits.iter().filter_map(|h| h.similarity).fold(0.0f32, f32::max);
-        let top = per_kb.iter().map(|(_, h)| best_of(h)).fold(0.0f32, f32::max);
-        answer.routes = per_kb
-            .iter()
-            .map(|(kb, h)| RouteScore { kb: kb.clone(), similarity: best_of(h), used: best_of(h) >= top - self.config.route_margin && !h.is_empty() })
-            .collect();
-        answer.routes.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        let used: Vec<&String> = answer.routes.iter().filter(|r| r.used).map(|r| &r.kb).collect();
-        let mut hits: Vec<SearchHit> = per_kb.into_iter().filter(|(kb, _)| used.contains(&kb)).flat_map(|(_, h)| h).collect();
-        hits.sort_by(|a, b| b.similarity.unwrap_or(0.0).total_cmp(&a.similarity.unwrap_or(0.0)));
-        hits.truncate(self.config.top_k);
-        // Sentences addressed to the assistant are not content: nothing below sees them.
-        let mut neutralized = 0;
-        for h in hits.iter_mut().chain(elsewhere.iter_mut()) {
-            if let (std::borrow::Cow::Owned(clean), n) = injection::neutralize(&h.text) {
-                h.text = clean;
-                neutralized += n;
-            }
-        }
-        if neutralized > 0 {
-            answer.notes.push(format!("{neutralized} sentences of the retrieved passages speak to the assistant (prompt injection) and were left out"));
-        }
+        let (hits, elsewhere) = (found.hits, found.elsewhere);
+        answer.routes = found.routes;
+        answer.notes.extend(found.notes);
+        let home = self.config.home.as_ref();
 
-        // What the gate will judge, computed first so every answer reports it.
+        // What the canonical stage and the gate judge, measured first so every answer reports it.
         let qb = content_bigrams(&q);
-        let best_sim = hits.first().and_then(|h| h.similarity).unwrap_or(0.0);
-        let top_text: String = hits.iter().take(3).map(|h| h.text.as_str()).collect::<Vec<_>>().join("\n");
-        let coverage = containment(&qb, &crate::lexical::bigrams(&crate::lexical::letters(&top_text)));
+        let measured = gate::measure(&qb, &hits);
+        let candidate = canonical::best(&qb, &hits, &self.config.faq_kbs);
+        answer.evidence = Some(Evidence {
+            best_similarity: measured.best_similarity,
+            coverage: measured.coverage,
+            canonical_dice: candidate.map_or(0.0, |c| c.dice),
+            canonical_similarity: candidate.map_or(0.0, |c| c.similarity),
+        });
+
         // 3. Canonical answer: a vetted FAQ entry asking the same thing.
-        let canonical = hits
-            .iter()
-            .filter(|h| self.config.faq_kbs.contains(&h.kb))
-            .filter_map(|h| {
-                let faq_q = h.payload.get("question")?.as_str()?;
-                // An entry whose answer speaks to the assistant is not a vetted answer.
-                if injection::neutralize(h.payload.get("answer")?.as_str()?).1 > 0 {
-                    return None;
-                }
-                Some((h, dice(&qb, &content_bigrams(faq_q)), h.similarity.unwrap_or(0.0)))
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let (canonical_dice, canonical_similarity) = canonical.map(|c| (c.1, c.2)).unwrap_or((0.0, 0.0));
-        answer.evidence = Some(Evidence { best_similarity: best_sim, coverage, canonical_dice, canonical_similarity });
-        if let Some((h, d, s)) = canonical {
-            if d >= self.config.canonical_min_dice && s >= self.config.canonical_min_similarity {
-                let text = h.payload.get("answer").and_then(|v| v.as_str()).unwrap_or_default();
-                answer.text = format!("{} [1]", text.trim());
-                answer.answered_by = AnsweredBy::Canonical;
-                answer.handoff = false;
-                answer.confidence = d.min(1.0);
-                answer.citations.push(citation(1, h, scope_home));
-                if let Some(note) = attribution(&answer.citations) {
-                    answer.text.push_str(&note);
-                }
-                on_text(&answer.text);
-                answer.timings = Timings { total_ms: ms(started), ..timings };
-                return Ok(answer);
-            }
+        if let Some(c) = candidate.filter(|c| c.accepted(self.config.canonical_min_dice, self.config.canonical_min_similarity)) {
+            let citations = vec![citation(1, c.hit, home)];
+            let text = with_attribution(c.text(), &citations);
+            answer.settle(AnsweredBy::Canonical, text, citations, c.dice.min(1.0));
+            return Ok(finish(answer, on_text, timings, started));
         }
 
         // 4. Evidence gate.
-        answer.related = hits.iter().take(3).chain(elsewhere.iter().take(2)).enumerate().map(|(i, h)| citation(i + 1, h, scope_home)).collect();
-        if hits.is_empty() || best_sim < self.config.evidence_min_similarity || coverage < self.config.evidence_min_coverage {
-            answer.notes.push(format!(
-                "evidence gate: best similarity {best_sim:.3} (needs {:.2}), question coverage {coverage:.2} (needs {:.2})",
-                self.config.evidence_min_similarity, self.config.evidence_min_coverage
-            ));
-            return Ok(self.handoff(answer, on_text, timings, started));
-        }
-        let support = ((best_sim - self.config.evidence_min_similarity) / (1.0 - self.config.evidence_min_similarity)).clamp(0.0, 1.0);
-        let confidence = (0.5 * support + 0.5 * coverage).clamp(0.0, 1.0);
-        let sources: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+        answer.related = hits.iter().take(3).chain(elsewhere.iter().take(2)).enumerate().map(|(i, h)| citation(i + 1, h, home)).collect();
+        let gate = gate::Gate { min_similarity: self.config.evidence_min_similarity, min_coverage: self.config.evidence_min_coverage };
+        let confidence = match gate.judge(measured, !hits.is_empty()) {
+            Ok(c) => c,
+            Err(why) => {
+                answer.notes.push(why);
+                return Ok(self.handoff(answer, on_text, timings, started));
+            }
+        };
 
         // 5. Grounded generation, verified sentence by sentence.
-        let want_generation = self.will_generate(req.mode) || req.mode == AnswerMode::Generate;
-        if want_generation {
+        if self.will_generate(req.mode) || req.mode == AnswerMode::Generate {
             match &self.generator {
                 None => answer.notes.push("no generator is loaded: extractive answer instead".into()),
                 Some(g) => {
                     answer.models.generator = Some(g.model_id().to_string());
-                    let t = Instant::now();
-                    let blocks: Vec<String> =
-                        hits.iter().enumerate().map(|(i, h)| prompt::source_block(i + 1, &h.title, &h.heading_path, &h.text)).collect();
-                    let max_new = req.max_new_tokens.unwrap_or(self.config.max_new_tokens).clamp(1, 1024);
-                    // The prompt must leave room for the reply inside the model's context.
-                    let budget = self.config.max_context_tokens.min(g.context_length().saturating_sub(max_new + 16));
-                    let (messages, n_sources) = prompt::build(g.as_ref(), &q, &blocks, budget)?;
-                    let srcs = &sources[..n_sources.min(sources.len())];
-                    let mut pending = String::new();
-                    let mut kept: Vec<String> = Vec::new();
-                    let mut checks = Vec::new();
-                    let mut verify_ms = 0.0;
-                    let mut stopped = false;
-                    let mut take_sentences = |pending: &mut String, flush: bool, kept: &mut Vec<String>, checks: &mut Vec<verify::SentenceCheck>, on_text: &mut dyn FnMut(&str) -> bool| -> bool {
-                        let vt = Instant::now();
-                        let mut go_on = true;
-                        loop {
-                            let cut = pending.char_indices().find(|(_, c)| "。！？!?\n；".contains(*c)).map(|(i, c)| i + c.len_utf8());
-                            // A citation marker right after the stop belongs to that sentence.
-                            let cut = cut.map(|i| {
-                                let rest = &pending[i..];
-                                if rest.starts_with('[') {
-                                    rest.find(']').map(|j| i + j + 1).unwrap_or(i)
-                                } else {
-                                    i
-                                }
-                            });
-                            let piece: String = match cut {
-                                Some(i) if i < pending.len() || flush => pending.drain(..i).collect(),
-                                _ if flush && !pending.trim().is_empty() => std::mem::take(pending),
-                                _ => break,
-                            };
-                            let v = verify::verify(&piece, srcs, self.config.verify_min_support);
-                            for c in v.sentences {
-                                if c.supported {
-                                    let s = format!("{} [{}]", c.sentence, c.cites[0]);
-                                    go_on &= on_text(&s);
-                                    kept.push(s);
-                                }
-                                checks.push(c);
+                    let generation = self.generate(g, &q, &hits, req, on_text)?;
+                    timings.generate_ms = generation.generate_ms;
+                    timings.verify_ms = generation.verify_ms;
+                    answer.notes.extend(generation.notes);
+                    answer.verification = Some(generation.verification);
+                    match generation.outcome {
+                        generate::Outcome::NoAnswer => return Ok(self.handoff(answer, on_text, timings, started)),
+                        generate::Outcome::Answered { text, kept, removed } => {
+                            let citations = cited(&text, &hits, home);
+                            answer.settle(AnsweredBy::Generated, text, citations, confidence * kept as f32 / (kept + removed) as f32);
+                            // The sentences are already streamed; only the attribution is left.
+                            if let Some(note) = attribution(&answer.citations) {
+                                on_text(&note);
+                                answer.text.push_str(&note);
                             }
+                            answer.timings = Timings { total_ms: ms(started), ..timings };
+                            return Ok(answer);
                         }
-                        verify_ms += ms(vt);
-                        go_on
-                    };
-                    let params = GenerateParams {
-                        max_new_tokens: max_new,
-                        decoding: Decoding::Greedy,
-                        cancel: req.cancel.clone(),
-                        ..Default::default()
-                    };
-                    let generated = g.generate(&messages, &params, &mut |delta| {
-                        pending.push_str(delta);
-                        if !take_sentences(&mut pending, false, &mut kept, &mut checks, on_text) {
-                            stopped = true;
-                        }
-                        !stopped
-                    });
-                    // A generator failure (the prompt does not fit, a broken model) is ours, not the
-                    // caller's: answer extractively and say why.
-                    let generated_text = match generated {
-                        Ok(g) => g.text,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "generation failed; extractive answer instead");
-                            answer.notes.push(format!("the generator failed ({e})"));
-                            String::new()
-                        }
-                    };
-                    take_sentences(&mut pending, true, &mut kept, &mut checks, on_text);
-                    timings.generate_ms = ms(t) - verify_ms;
-                    timings.verify_ms = verify_ms;
-                    let removed = checks.iter().filter(|c| !c.supported).count();
-                    let says_no_answer = generated_text.contains("资料中没有相关内容");
-                    let verification = verify::Verification { kept: kept.len(), removed, text: kept.join(""), sentences: checks };
-                    answer.verification = Some(verification);
-                    if says_no_answer && kept.is_empty() {
-                        answer.notes.push("the generator found no answer in the sources".into());
-                        return Ok(self.handoff(answer, on_text, timings, started));
-                    }
-                    if !kept.is_empty() && removed <= kept.len() {
-                        answer.text = kept.join("");
-                        answer.answered_by = AnsweredBy::Generated;
-                        answer.handoff = false;
-                        answer.confidence = confidence * kept.len() as f32 / (kept.len() + removed) as f32;
-                        answer.citations = cited(&answer.text, &hits, scope_home);
-                        if let Some(note) = attribution(&answer.citations) {
-                            on_text(&note);
-                            answer.text.push_str(&note);
-                        }
-                        answer.timings = Timings { total_ms: ms(started), ..timings };
-                        return Ok(answer);
-                    }
-                    // What the model said stays in the log: an unverified sentence may be anything
-                    // (an echoed prompt, a document's instruction), so it is not put in the answer.
-                    let head: String = generated_text.chars().take(120).collect();
-                    tracing::debug!(generated = %head, "generated answer failed verification");
-                    answer.notes.push(format!(
-                        "generated answer failed verification ({} of {} sentences unsupported): extractive answer instead",
-                        removed,
-                        removed + kept.len()
-                    ));
-                    if !kept.is_empty() {
-                        // Sentences already streamed stay; the extractive text follows them.
-                        on_text("\n");
+                        generate::Outcome::Unverified => {}
                     }
                 }
             }
@@ -683,35 +509,18 @@ impl Assistant {
 
         // 6. Extractive answer.
         let t = Instant::now();
+        let sources: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
         let picked = extract::extract(&q, &sources, self.config.extract_chars);
         timings.verify_ms += ms(t);
         if picked.is_empty() {
             answer.notes.push("no sentence of the retrieved passages matches the question".into());
             return Ok(self.handoff(answer, on_text, timings, started));
         }
-        answer.text = extract::render(&picked);
-        answer.answered_by = AnsweredBy::Extractive;
-        answer.handoff = false;
-        answer.confidence = confidence;
-        answer.citations = cited(&answer.text, &hits, scope_home);
-        if let Some(note) = attribution(&answer.citations) {
-            answer.text.push_str(&note);
-        }
-        on_text(&answer.text);
-        answer.timings = Timings { total_ms: ms(started), ..timings };
-        Ok(answer)
-    }
-
-    /// Split a KB's hits into those whose rule applies in the home region and those of other
-    /// regions. A widened KB's hits all apply; so do the FAQ KBs' (vetted answers guide retrieval,
-    /// and an answer resting on another city's FAQ says whose practice it describes).
-    fn by_jurisdiction(&self, kb: &str, hits: Vec<SearchHit>, home: Option<&HomeRegion>) -> (Vec<SearchHit>, Vec<SearchHit>) {
-        match home {
-            Some(h) if !h.widen_kbs.iter().any(|k| k == kb) && !self.config.faq_kbs.iter().any(|k| k == kb) => {
-                hits.into_iter().partition(|hit| h.scope(&hit.payload, &hit.title).applies())
-            }
-            _ => (hits, Vec::new()),
-        }
+        let text = extract::render(&picked);
+        let citations = cited(&text, &hits, home);
+        let text = with_attribution(text, &citations);
+        answer.settle(AnsweredBy::Extractive, text, citations, confidence);
+        Ok(finish(answer, on_text, timings, started))
     }
 
     fn handoff(&self, mut answer: Answer, on_text: &mut dyn FnMut(&str) -> bool, timings: Timings, started: Instant) -> Answer {
@@ -728,9 +537,7 @@ impl Assistant {
         answer.handoff = true;
         answer.citations.clear();
         answer.confidence = 0.0;
-        on_text(&answer.text);
-        answer.timings = Timings { total_ms: ms(started), ..timings };
-        answer
+        finish(answer, on_text, timings, started)
     }
 }
 

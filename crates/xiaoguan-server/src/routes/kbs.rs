@@ -9,7 +9,7 @@
 
 use super::Caller;
 use crate::auth::{Action, Principal};
-use crate::error::{ApiError, ErrorBody, Path, Query, RawBody};
+use crate::error::{ApiError, ErrorBody, Path, Query};
 use crate::jobs::{self, Enqueue, Job, JobKind, JobState, JobStatus};
 use crate::state::{AppState, Ready};
 use axum::extract::State;
@@ -168,19 +168,16 @@ async fn submit(st: &Arc<AppState>, kb: Arc<KnowledgeBase>, job: Job, status: Jo
         (status = 403, description = "Not an admin key, or outside its scope", body = ErrorBody),
         (status = 404, description = "Unknown knowledge base", body = ErrorBody),
         (status = 413, description = "Over max_upload_bytes, or over a reader limit (named in the message: unzipped bytes, compression ratio, pages, rows, …); nothing is stored", body = ErrorBody),
-        (status = 429, description = "The KB's ingest queue is full (Retry-After)", body = ErrorBody),
+        (status = 429, description = "The KB's ingest queue is full, or uploads in flight are at max_uploads_in_flight_bytes (Retry-After)", body = ErrorBody),
         (status = 500, description = "The ingest failed", body = ErrorBody),
         (status = 503, description = "Still loading, or shutting down", body = ErrorBody)))]
-pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(id): Path<String>, Query(q): Query<UploadQuery>, RawBody(body): RawBody) -> Result<Response, ApiError> {
+pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(id): Path<String>, Query(q): Query<UploadQuery>, headers: axum::http::HeaderMap, body: axum::body::Body) -> Result<Response, ApiError> {
     who.require(Action::ManageKbs)?;
     scope(&who, &id)?;
     let ready = st.ready()?;
     let kb = kb_of(ready, &id)?;
     let name = q.filename.ok_or_else(|| ApiError::bad_request("give the file name: ?filename=NAME.md"))?;
     check_name(&name)?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(format!("{name}: the file is empty")));
-    }
     if st.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::unavailable("the service is shutting down"));
     }
@@ -189,6 +186,20 @@ pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
         metrics::counter!("xiaoguan_ingest_shed_total").increment(1);
         return Err(ApiError::queue_full(&id, RETRY_AFTER_SECS));
     }
+    // Room in the in-flight budget before a byte of the body is read; held until it is staged.
+    let max = st.limits.max_upload_bytes;
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("{name}: the upload is over max_upload_bytes ({max} bytes)")));
+    }
+    let room = st.upload_room(declared.unwrap_or(max))?;
+    let body = axum::body::to_bytes(body, max).await.map_err(|e| {
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over { ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("{name}: the upload is over max_upload_bytes ({max} bytes)")) } else { ApiError::bad_request(format!("{name}: reading the upload failed: {e}")) }
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(format!("{name}: the file is empty")));
+    }
     // Staged outside every KB's uploads folder (the same file system: installing it is a rename).
     let upload_id = st.jobs.new_id();
     let incoming = ready.uploads_root.join(".incoming");
@@ -196,6 +207,7 @@ pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
     let staged = incoming.join(format!("{upload_id}-{name}"));
     std::fs::write(&staged, &body).map_err(|e| ApiError::internal(format!("{}: {e}", staged.display())))?;
     drop(body);
+    drop(room);
     // Read as the ingest will, within the KB's limits, before anything is stored.
     let checked = {
         let _cpu = st.cpu_slot().await?;

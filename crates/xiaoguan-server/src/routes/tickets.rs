@@ -148,6 +148,9 @@ pub async fn classify(State(st): State<Arc<AppState>>, Caller(who): Caller, Json
     Ok(axum::Json(p).into_response())
 }
 
+/// Hits one search may ask for (the schema's maximum of `limit`).
+const MAX_SEARCH_HITS: usize = 200;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
@@ -203,6 +206,10 @@ pub async fn search(State(st): State<Arc<AppState>>, Caller(who): Caller, Json(b
     let kb = ready.assistant.kbs().iter().find(|k| k.def.id == body.kb).cloned().ok_or_else(|| ApiError::not_found(format!("unknown knowledge base '{}'", body.kb)))?;
     if body.query.chars().count() > st.limits.max_question_chars {
         return Err(ApiError::bad_request(format!("the query is longer than {} characters", st.limits.max_question_chars)));
+    }
+    // A ceiling on the passages one request can make the store gather and the service serialize.
+    if let Some(n) = body.limit.filter(|n| !(1..=MAX_SEARCH_HITS).contains(n)) {
+        return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_SEARCH_HITS}, got {n}")));
     }
     let mut filter = Filter::none();
     for (k, v) in body.filters {
