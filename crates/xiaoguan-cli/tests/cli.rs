@@ -129,6 +129,24 @@ fn in_repo(home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, 
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Without a terminal (a CI log, nohup) `classify train` still says what it is doing.
+#[test]
+fn classify_train_reports_progress_off_a_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("rows.jsonl");
+    let mut rows = String::new();
+    for i in 0..60 {
+        let (text, label) = if i % 2 == 0 { (format!("路灯坏了第{i}盏不亮"), "市政") } else { (format!("社保卡丢了第{i}次补办"), "社保") };
+        rows.push_str(&format!("{{\"text\": \"{text}\", \"label\": \"{label}\"}}\n"));
+    }
+    std::fs::write(&data, rows).unwrap();
+    let out = home.path().join("head");
+    let (code, stdout, err) = in_repo(home.path(), &["classify", "train", "--data", data.to_str().unwrap(), "--no-embed", "--out", out.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("custom: 60 rows; embedding, then training") && err.contains("; training"), "{err}");
+    assert!(stdout.contains("saved to"), "{stdout}");
+}
+
 #[test]
 fn answering_commands_report_bad_input_with_exit_2() {
     let home = tempfile::tempdir().unwrap();

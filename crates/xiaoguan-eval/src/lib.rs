@@ -3,6 +3,7 @@
 //! written as JSONL + JSON + Markdown + HTML, and compared run against run. Knows nothing of the
 //! server's internals: HTTP systems are reached as any client would.
 
+pub mod calibration;
 pub mod compare;
 pub mod metrics;
 pub mod report;
@@ -49,6 +50,9 @@ pub struct RunSummary {
     pub seed: u64,
     pub started_at: String,
     pub seconds: f64,
+    /// Classification: the reliability diagram and precision/coverage curve of the confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<calibration::Calibration>,
 }
 
 /// Cores and the CPU flags that decide kernel speed.
@@ -98,8 +102,7 @@ pub fn run_suite(suite: &Suite, suite_sha: &str, sut: &dyn system::SystemUnderTe
     if items.is_empty() {
         return Err(EvalError::Input(format!("suite '{}' selected no items from its datasets", suite.name)));
     }
-    let bar = if opts.progress { indicatif::ProgressBar::new(items.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} {eta}").expect("static").progress_chars("=> "));
+    let bar = xiaoguan_models::progress::bar(items.len() as u64, "{msg} [{bar:30}] {pos}/{len} {per_sec} {eta}", opts.progress);
     bar.set_message(suite.name.clone());
     let results = run::run_items(suite, &items, sut, &mut || bar.inc(1));
     bar.finish_and_clear();
@@ -123,6 +126,7 @@ pub fn run_suite(suite: &Suite, suite_sha: &str, sut: &dyn system::SystemUnderTe
         seed: suite.seed,
         started_at,
         seconds: started.elapsed().as_secs_f64(),
+        calibration: run::calibration(suite.task, &results),
     };
     report::write_all(opts.out_dir, &summary, &results).map_err(|e| EvalError::Io(format!("{}: {e}", opts.out_dir.display())))?;
     Ok(summary)

@@ -39,6 +39,9 @@ pub fn markdown(s: &RunSummary) -> String {
     for (k, v) in &s.latency {
         let _ = writeln!(md, "| {k} | {v:.2} |");
     }
+    if let Some(c) = &s.calibration {
+        md.push_str(&calibration_markdown(c));
+    }
     if !s.failed_thresholds.is_empty() {
         let _ = writeln!(md, "\nThresholds not met:\n");
         for f in &s.failed_thresholds {
@@ -50,6 +53,59 @@ pub fn markdown(s: &RunSummary) -> String {
         let _ = writeln!(md, "- dataset `{}`: {} of {} rows, sha256 {}", d.path, d.items, d.rows, &d.sha256[..12]);
     }
     md
+}
+
+fn calibration_markdown(c: &crate::calibration::Calibration) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "\nCalibration over {} rows (ECE {:.3}): reliability diagram\n\n| confidence | rows | mean confidence | accuracy |\n| --- | ---: | ---: | ---: |", c.rows, c.ece);
+    for b in c.bins.iter().filter(|b| b.n > 0) {
+        let _ = writeln!(md, "| {:.1}–{:.1} | {} | {:.3} | {:.3} |", b.lo, b.hi, b.n, b.mean_confidence, b.accuracy);
+    }
+    let _ = writeln!(md, "\nPrecision/coverage (answer only at or above the threshold):\n\n| threshold | coverage | precision |\n| ---: | ---: | ---: |");
+    for p in &c.curve {
+        let _ = writeln!(md, "| {:.3} | {:.3} | {:.3} |", p.threshold, p.coverage, p.precision);
+    }
+    match &c.at_target_precision {
+        Some(p) => {
+            let _ = writeln!(
+                md,
+                "\nAt precision ≥ {:.2}: confidence ≥ {:.3} covers {:.1} % of rows (precision {:.3}); the other {:.1} % need review.",
+                crate::calibration::TARGET_PRECISION,
+                p.threshold,
+                p.coverage * 100.0,
+                p.precision,
+                (1.0 - p.coverage) * 100.0
+            );
+        }
+        None => {
+            let _ = writeln!(md, "\nNo threshold reaches precision {:.2}: every row needs review.", crate::calibration::TARGET_PRECISION);
+        }
+    }
+    md
+}
+
+/// The reliability diagram (accuracy per confidence bin against the diagonal) and the
+/// precision/coverage curve, side by side.
+fn reliability(c: &crate::calibration::Calibration) -> String {
+    let mut svg = String::from("<svg width='560' height='250' xmlns='http://www.w3.org/2000/svg' font-size='11'>");
+    // Left: 200×200 reliability, bars = accuracy per bin, line = perfect calibration.
+    let _ = write!(svg, "<rect x='30' y='10' width='200' height='200' fill='none' stroke='#888'/><line x1='30' y1='210' x2='230' y2='10' stroke='#bbb' stroke-dasharray='4'/>");
+    for b in c.bins.iter().filter(|b| b.n > 0) {
+        let h = b.accuracy * 200.0;
+        let _ = write!(svg, "<rect x='{:.1}' y='{:.1}' width='18' height='{h:.1}' fill='#3b7dd8'><title>{:.1}–{:.1}: {} rows, accuracy {:.3}</title></rect>", 31.0 + b.lo * 200.0, 210.0 - h, b.lo, b.hi, b.n, b.accuracy);
+    }
+    let _ = write!(svg, "<text x='30' y='228'>confidence → (ECE {:.3})</text><text x='0' y='110'>acc.</text>", c.ece);
+    // Right: precision against coverage.
+    let _ = write!(svg, "<rect x='330' y='10' width='200' height='200' fill='none' stroke='#888'/>");
+    let points: Vec<String> = c.curve.iter().map(|p| format!("{:.1},{:.1}", 330.0 + p.coverage * 200.0, 210.0 - p.precision * 200.0)).collect();
+    let _ = write!(svg, "<polyline points='{}' fill='none' stroke='#6aa84f' stroke-width='2'/>", points.join(" "));
+    let target = 210.0 - crate::calibration::TARGET_PRECISION * 200.0;
+    let _ = write!(svg, "<line x1='330' x2='530' y1='{target:.1}' y2='{target:.1}' stroke='#c00' stroke-dasharray='3'/><text x='330' y='228'>coverage → (precision ↑; red: {:.2})</text>", crate::calibration::TARGET_PRECISION);
+    let note = match &c.at_target_precision {
+        Some(p) => format!("At precision ≥ {:.2}: confidence ≥ {:.3} covers {:.1} % of rows; {:.1} % need review.", crate::calibration::TARGET_PRECISION, p.threshold, p.coverage * 100.0, (1.0 - p.coverage) * 100.0),
+        None => format!("No threshold reaches precision {:.2}.", crate::calibration::TARGET_PRECISION),
+    };
+    format!("<h2>Calibration</h2>{svg}</svg><p>{}</p>", esc(&note))
 }
 
 fn bars(metrics: &BTreeMap<String, crate::run::Metric>) -> String {
@@ -142,7 +198,7 @@ pub fn html(s: &RunSummary, results: &[ItemResult]) -> String {
 <style>body{{font-family:sans-serif;max-width:980px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:12px}}.cm td{{text-align:center}}</style>\
 <h1>{name} <small>{status}</small></h1><p>{desc}</p><h2>Metrics (bars with 95% bootstrap intervals)</h2>{bars}\
 <h2>Latency</h2><p>p50 {p50:.1} ms · p95 {p95:.1} ms · p99 {p99:.1} ms · {ips:.2} items/s</p>{hist}\
-<h2>Confusion matrix</h2>{cm}<h2>Wrong items (first 30)</h2><table><tr><th>id</th><th>input</th><th>expected</th><th>output</th></tr>{failures}</table>\
+{calibration}<h2>Confusion matrix</h2>{cm}<h2>Wrong items (first 30)</h2><table><tr><th>id</th><th>input</th><th>expected</th><th>output</th></tr>{failures}</table>\
 <h2>Reproducibility</h2><pre>{repro}</pre></html>",
         name = esc(&s.suite),
         status = if s.passed { "passed" } else { "FAILED" },
@@ -154,10 +210,23 @@ pub fn html(s: &RunSummary, results: &[ItemResult]) -> String {
         ips = s.latency.get("items_per_s").unwrap_or(&0.0),
         hist = histogram(&lat),
         cm = confusion(results),
+        calibration = s.calibration.as_ref().map(reliability).unwrap_or_default(),
         failures = failures,
         repro = esc(&serde_json::to_string_pretty(&serde_json::json!({
             "suite_sha256": s.suite_sha256, "datasets": s.datasets, "git_commit": s.git_commit, "system": s.system,
             "machine": s.machine, "seed": s.seed, "started_at": s.started_at
         })).unwrap_or_default()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_calibration_section_states_the_review_share() {
+        let c = crate::calibration::calibrate(&[(0.9, true), (0.8, true), (0.3, false), (0.2, true)]).unwrap();
+        let md = super::calibration_markdown(&c);
+        assert!(md.contains("| 0.9–1.0 | 1 |") && md.contains("confidence ≥ 0.800 covers 50.0 % of rows") && md.contains("50.0 % need review"), "{md}");
+        let html = super::reliability(&c);
+        assert!(html.contains("<polyline") && html.contains("need review"), "{html}");
+    }
 }

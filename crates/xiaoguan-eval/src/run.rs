@@ -98,6 +98,9 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                         s.insert("correct".into(), (c.ranked.first() == Some(&exp)) as u8 as f64);
                         s.insert("top3".into(), c.ranked.iter().take(3).any(|l| *l == exp) as u8 as f64);
                         s.insert("abstained".into(), c.abstained as u8 as f64);
+                        if c.confidence > 0.0 {
+                            s.insert("confidence".into(), c.confidence as f64);
+                        }
                         json!({"predicted": c.ranked.first(), "ranked": c.ranked.iter().take(5).collect::<Vec<_>>(), "confidence": c.confidence, "abstained": c.abstained})
                     }
                     Task::Qa | Task::Refusal => {
@@ -324,6 +327,16 @@ pub fn summarize(task: Task, results: &[ItemResult], seed: u64, resamples: usize
     (metrics, latency)
 }
 
+/// A classifier's confidence against its correctness, over the items that carry one (a router
+/// ranks without a confidence: none).
+pub fn calibration(task: Task, results: &[ItemResult]) -> Option<crate::calibration::Calibration> {
+    if !matches!(task, Task::Classification | Task::Routing) {
+        return None;
+    }
+    let pairs: Vec<(f64, bool)> = results.iter().filter_map(|r| Some((*r.scores.get("confidence")?, r.scores.get("correct") == Some(&1.0)))).collect();
+    crate::calibration::calibrate(&pairs)
+}
+
 /// Thresholds not met: "name: value < min" lines. A `max_` prefix bounds from above.
 pub fn check_thresholds(thresholds: &BTreeMap<String, f64>, metrics: &BTreeMap<String, Metric>, latency: &BTreeMap<String, f64>) -> Vec<String> {
     let mut failed = Vec::new();
@@ -399,5 +412,21 @@ mod tests {
         assert_eq!(m["handoff_precision"].value, 0.5);
         assert_eq!(m["handoff_recall"].value, 0.5);
         assert_eq!(m["accuracy"].value, 0.5);
+    }
+
+    #[test]
+    fn calibration_pairs_confidence_with_correctness_and_skips_rows_without_one() {
+        let mut r = vec![item("a", "a", false), item("a", "b", false), item("b", "b", false), item("b", "b", false)];
+        for (x, c) in r.iter_mut().zip([0.9, 0.8, 0.6, 0.0]) {
+            if c > 0.0 {
+                x.scores.insert("confidence".into(), c);
+            }
+        }
+        let c = calibration(Task::Classification, &r).unwrap();
+        assert_eq!(c.rows, 3, "the row without a confidence is left out");
+        let top = c.at_target_precision.unwrap();
+        assert_eq!((top.threshold, top.coverage, top.precision), (0.9, 1.0 / 3.0, 1.0));
+        assert!(calibration(Task::Refusal, &r).is_none());
+        assert!(calibration(Task::Routing, &r[3..]).is_none(), "a router gives no confidence");
     }
 }

@@ -595,12 +595,7 @@ impl KnowledgeBase {
             .collect();
         let new_version = state.version + 1;
         let total_chunks: usize = work.iter().map(|(_, _, c)| c.len()).sum();
-        let bar = if opts.progress { indicatif::ProgressBar::new(total_chunks as u64) } else { indicatif::ProgressBar::hidden() };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks {per_sec} {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
+        let bar = xiaoguan_models::progress::bar(total_chunks as u64, "{msg} [{bar:30}] {pos}/{len} chunks {per_sec} {eta}", opts.progress);
         bar.set_message(format!("ingest {}", def.id));
 
         let mut stopped = false;

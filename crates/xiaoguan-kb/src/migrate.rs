@@ -48,7 +48,7 @@ pub fn copy(src: &KnowledgeBase, dst: &KnowledgeBase, replace: bool, progress: b
         dst.store().delete(&Filter::eq("kb", id.as_str()))?;
     }
     let total = src.store().count(&Filter::none())?;
-    let bar = if progress { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
+    let bar = xiaoguan_models::progress::bar(total as u64, "migrate [{bar:30}] {pos}/{len} points {per_sec} {eta}", progress);
     let mut offset = None;
     let mut copied = 0usize;
     loop {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fixtures;
 pub mod generate;
 pub mod manifest;
+pub mod progress;
 pub mod pull;
 pub mod qwen2;
 pub mod registry;

@@ -118,8 +118,7 @@ pub fn model_dir(reg: &ModelRegistry, name_or_dir: &str) -> PathBuf {
 pub fn embed_texts(reg: &ModelRegistry, embedder: &dyn Embedder, texts: &[String], quiet: bool) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut cache = EmbeddingCache::open(&reg.store().home().join("cache").join("embeddings"), embedder)?;
     let prepared: Vec<String> = texts.iter().map(|t| embedding_text(t)).collect();
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(texts.len() as u64) };
-    bar.set_style(indicatif::ProgressStyle::with_template("embedding [{bar:30}] {pos}/{len} {per_sec} {eta}").expect("static").progress_chars("=> "));
+    let bar = xiaoguan_models::progress::bar(texts.len() as u64, "embedding [{bar:30}] {pos}/{len} {per_sec} {eta}", !quiet);
     let out = cache.embed(embedder, &prepared, TextKind::Query, &mut |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     Ok(out)
@@ -174,6 +173,10 @@ fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data:
             examples.extend(extra);
         }
     }
+    if !args.json {
+        eprintln!("{}: {} rows; embedding, then training and calibrating", spec.name, examples.len());
+    }
+    let started = std::time::Instant::now();
     let (embeddings, embedder_id) = if args.no_embed {
         (None, None)
     } else {
@@ -194,6 +197,9 @@ fn train_one(reg: &ModelRegistry, args: &TrainArgs, spec: &ClassifierSpec, data:
         },
         ..Default::default()
     };
+    if !args.json {
+        eprintln!("{}: embedded in {:.1} s; training", spec.name, started.elapsed().as_secs_f64());
+    }
     let (model, report) = classify::train(&examples, skipped, &sha, embeddings.as_deref(), embedder_id.as_deref(), &cfg)?;
     let out = args.out.clone().filter(|_| args.file.data.is_some()).unwrap_or_else(|| classifiers_root(reg).join(&spec.name));
     model.save(&out)?;
