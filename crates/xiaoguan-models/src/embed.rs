@@ -27,10 +27,16 @@ pub trait Embedder: Send + Sync {
     fn count_tokens(&self, text: &str, kind: TextKind) -> Result<usize>;
 }
 
+/// The encoder's implementation (`XIAOGUAN_MATMUL=candle` selects candle's f32 BERT).
+enum Encoder {
+    Int8(crate::bert::Int8Bert),
+    Candle(BertModel),
+}
+
 pub struct BertEmbedder {
     id: String,
     facts: EmbedFacts,
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     pad_id: u32,
     /// Upper bound on padded tokens per forward pass (keeps memory flat for long inputs).
@@ -40,7 +46,12 @@ pub struct BertEmbedder {
 
 impl BertEmbedder {
     /// Load `model.safetensors`, `config.json` and `tokenizer.json` from a pulled model folder.
+    /// The int8 encoder unless `XIAOGUAN_MATMUL=candle`.
     pub fn load(dir: &Path, id: &str, facts: &EmbedFacts) -> Result<Self> {
+        Self::load_with(dir, id, facts, crate::qwen2::MatmulBackend::from_env())
+    }
+
+    pub fn load_with(dir: &Path, id: &str, facts: &EmbedFacts, backend: crate::qwen2::MatmulBackend) -> Result<Self> {
         let device = Device::Cpu;
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::io("reading", &config_path, e))?;
@@ -55,7 +66,10 @@ impl BertEmbedder {
         // Safety: the file is memory-mapped read-only; pulled model folders are never modified in place.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| ModelError::format(&weights, e.to_string()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| ModelError::format(&weights, format!("loading BERT: {e}")))?;
+        let model = match backend {
+            crate::qwen2::MatmulBackend::Int8 => Encoder::Int8(crate::bert::Int8Bert::load(vb, &config).map_err(|e| ModelError::format(&weights, format!("loading BERT: {e}")))?),
+            crate::qwen2::MatmulBackend::Candle => Encoder::Candle(BertModel::load(vb, &config).map_err(|e| ModelError::format(&weights, format!("loading BERT: {e}")))?),
+        };
         let max = facts.max_tokens.min(config.max_position_embeddings);
         let facts = EmbedFacts { max_tokens: max, ..facts.clone() };
         Ok(Self {
@@ -106,10 +120,14 @@ impl BertEmbedder {
             mask.extend(std::iter::repeat_n(1u32, seq.len()));
             mask.extend(std::iter::repeat_n(0u32, len - seq.len()));
         }
-        let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, h)
+        let hidden = match &self.model {
+            Encoder::Int8(m) => m.forward(&ids, n, len, &mask)?,
+            Encoder::Candle(m) => {
+                let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
+                m.forward(&ids, &ids.zeros_like()?, Some(&mask))?
+            }
+        }; // (n, len, h)
         let pooled = match self.facts.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => {

@@ -2,6 +2,7 @@
 //! unpack, convert) and candle inference (embedder, generator). Knows nothing of documents,
 //! storage or HTTP.
 
+pub mod bert;
 pub mod convert;
 pub mod embed;
 pub mod error;

@@ -44,7 +44,7 @@ fn kernel_format(dt: GgmlDType) -> Option<GgmlFormat> {
     })
 }
 
-struct PackedOp<'a>(&'a PackedMatrix);
+pub(crate) struct PackedOp<'a>(pub(crate) &'a PackedMatrix);
 
 impl CustomOp1 for PackedOp<'_> {
     fn name(&self) -> &'static str {

