@@ -131,6 +131,24 @@ fn an_over_limit_file_is_quarantined_listed_and_not_read_again_until_replaced() 
     assert_eq!(v["documents"], 4);
 }
 
+/// Start a served reindex of `t` and return once its status says it is ingesting.
+fn reindex_until_ingesting(port: u16) {
+    let (s, _, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
+    assert_eq!(s, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status_url = v["status_url"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    loop {
+        let (_, _, body) = http(port, "GET", &status_url, b"").unwrap();
+        if body.contains("\"ingesting\"") {
+            return;
+        }
+        assert!(!body.contains("\"indexed\""), "the reindex finished before the signal: {body}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_and_the_kb_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -156,21 +174,8 @@ fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_and_the_kb_resumes()
         assert!(started.elapsed() < Duration::from_secs(60), "the service did not get ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (s, _, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
-    assert_eq!(s, 202, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let status_url = v["status_url"].as_str().unwrap().to_string();
     // Wait until it is ingesting, then SIGTERM.
-    let started = Instant::now();
-    loop {
-        let (_, _, body) = http(port, "GET", &status_url, b"").unwrap();
-        if body.contains("\"ingesting\"") {
-            break;
-        }
-        assert!(!body.contains("\"indexed\""), "the reindex finished before the signal: {body}");
-        assert!(started.elapsed() < Duration::from_secs(20), "{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    reindex_until_ingesting(port);
     std::thread::sleep(Duration::from_millis(300));
     signal(child.id(), "-TERM");
     let (code, secs, err) = wait_bounded(child, Duration::from_secs(12));
@@ -221,19 +226,7 @@ fn serve_exits_within_its_bound_on_sigterm_during_an_ingest_of_the_whole_laws_co
         assert!(exited.is_none() && started.elapsed() < Duration::from_secs(60), "not ready ({exited:?}): {}", std::fs::read_to_string(&log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (s, _, body) = http(port, "POST", "/v1/kbs/t/reindex", b"").unwrap();
-    assert_eq!(s, 202, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let status_url = v["status_url"].as_str().unwrap().to_string();
-    let started = Instant::now();
-    loop {
-        let (_, _, body) = http(port, "GET", &status_url, b"").unwrap();
-        if body.contains("\"ingesting\"") {
-            break;
-        }
-        assert!(!body.contains("\"indexed\"") && started.elapsed() < Duration::from_secs(30), "{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    reindex_until_ingesting(port);
     // Long enough for some batches to commit (the tiny embedder does a few statutes a second).
     std::thread::sleep(Duration::from_secs(8));
     signal(child.id(), "-TERM");

@@ -91,6 +91,14 @@ impl QuantizedTable {
     }
 }
 
+/// How a backend's encoder is named in benchmark reports: the kernels' ISA, or candle.
+pub fn engine_name(backend: crate::qwen2::MatmulBackend) -> String {
+    match backend {
+        crate::qwen2::MatmulBackend::Int8 => format!("xiaoguan-int8-{}", Isa::best().name()),
+        crate::qwen2::MatmulBackend::Candle => "xiaoguan-candle-f32".to_string(),
+    }
+}
+
 struct Layer {
     query: Dense,
     key: Dense,

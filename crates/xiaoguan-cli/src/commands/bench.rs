@@ -112,9 +112,18 @@ fn threads() -> usize {
 
 /// Peak resident memory of this process (VmHWM), in MB.
 pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// Resident memory of this process now (VmRSS), in MB.
+pub fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(String::from))
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).map(String::from))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -135,6 +144,8 @@ fn embed(reg: &ModelRegistry, b: &EmbedBench) -> anyhow::Result<()> {
         None => SAMPLE_TEXTS.iter().map(|s| s.to_string()).collect(),
     };
     anyhow::ensure!(!texts.is_empty(), "no texts to embed");
+    // Which encoder runs: the int8 kernels (with the ISA they chose) or candle's f32 BERT.
+    let engine = xiaoguan_models::bert::engine_name(xiaoguan_models::qwen2::MatmulBackend::from_env());
     let load = Instant::now();
     let e = reg.embedder(&b.model)?;
     let load_ms = load.elapsed().as_secs_f64() * 1e3;
@@ -156,15 +167,15 @@ fn embed(reg: &ModelRegistry, b: &EmbedBench) -> anyhow::Result<()> {
     }
     lat.sort_by(f64::total_cmp);
     let report = serde_json::json!({
-        "bench": "embed", "engine": "xiaoguan-candle", "model": b.model, "threads": threads(), "avx": avx(),
+        "bench": "embed", "engine": engine, "model": b.model, "threads": threads(), "avx": avx(),
         "texts": texts.len(), "rounds": b.rounds, "tokens_per_round": tokens,
         "texts_per_sec": n / secs, "tokens_per_sec": (tokens * b.rounds) as f64 / secs,
-        "query_latency_ms_p50": lat[lat.len() / 2], "load_ms": load_ms, "peak_rss_mb": peak_rss_mb(),
+        "query_latency_ms_p50": lat[lat.len() / 2], "load_ms": load_ms, "peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb(),
     });
     println!(
-        "embed {}: {:.1} texts/s, {:.0} tokens/s ({} texts × {} rounds, {} threads, AVX {}), query latency p50 {:.1} ms, load {:.0} ms, peak RSS {:.0} MB",
+        "embed {} ({engine}): {:.1} texts/s, {:.0} tokens/s ({} texts × {} rounds, {} threads, AVX {}), query latency p50 {:.1} ms, load {:.0} ms, RSS {:.0} MB (peak {:.0} MB, loading included)",
         b.model, report["texts_per_sec"].as_f64().unwrap_or(0.0), report["tokens_per_sec"].as_f64().unwrap_or(0.0),
-        texts.len(), b.rounds, threads(), avx(), lat[lat.len() / 2], load_ms, peak_rss_mb()
+        texts.len(), b.rounds, threads(), avx(), lat[lat.len() / 2], load_ms, rss_mb(), peak_rss_mb()
     );
     println!("{report}");
     Ok(())
