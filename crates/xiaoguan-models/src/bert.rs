@@ -43,6 +43,8 @@ impl Dense {
 /// The word-embedding table as int8 with one f32 scale per `EMBED_BLOCK` values of a row.
 struct QuantizedTable {
     dim: usize,
+    /// Values per scale: `EMBED_BLOCK`, or the whole row when the width is not a multiple of it.
+    block: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
 }
@@ -50,19 +52,17 @@ struct QuantizedTable {
 impl QuantizedTable {
     fn new(table: &Tensor) -> Result<Self> {
         let (rows, dim) = table.dims2()?;
-        if dim % EMBED_BLOCK != 0 {
-            candle_core::bail!("embedding width {dim} is not a multiple of {EMBED_BLOCK}");
-        }
+        let block = if dim % EMBED_BLOCK == 0 { EMBED_BLOCK } else { dim };
         let data: Vec<f32> = table.flatten_all()?.to_vec1()?;
         let mut values = Vec::with_capacity(rows * dim);
-        let mut scales = Vec::with_capacity(rows * dim / EMBED_BLOCK);
-        for block in data.chunks_exact(EMBED_BLOCK) {
+        let mut scales = Vec::with_capacity(rows * dim / block);
+        for block in data.chunks_exact(block) {
             let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
             let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
             scales.push(scale);
             values.extend(block.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
         }
-        Ok(Self { dim, values, scales })
+        Ok(Self { dim, block, values, scales })
     }
 
     fn rows(&self) -> usize {
@@ -78,8 +78,9 @@ impl QuantizedTable {
                 candle_core::bail!("token id {id} is outside the vocabulary ({} rows)", self.rows());
             }
             let row = &self.values[id * self.dim..(id + 1) * self.dim];
-            let scales = &self.scales[id * self.dim / EMBED_BLOCK..(id + 1) * self.dim / EMBED_BLOCK];
-            for (block, &s) in row.chunks_exact(EMBED_BLOCK).zip(scales) {
+            let per_row = self.dim / self.block;
+            let scales = &self.scales[id * per_row..(id + 1) * per_row];
+            for (block, &s) in row.chunks_exact(self.block).zip(scales) {
                 out.extend(block.iter().map(|&q| q as f32 * s));
             }
         }
@@ -223,5 +224,11 @@ mod tests {
         }
         assert!(q.lookup(&[4]).is_err(), "an id outside the vocabulary is an error, not a panic");
         assert_eq!(q.bytes(), 4 * 64 + 4 * 2 * 4);
+        // A width that is not a multiple of the block: one scale per row.
+        let t = Tensor::from_vec(data[..3 * 40].to_vec(), (3, 40), &Device::Cpu).unwrap();
+        let q = QuantizedTable::new(&t).unwrap();
+        assert_eq!((q.block, q.scales.len()), (40, 3));
+        let back = q.lookup(&[1]).unwrap();
+        assert!(back.iter().zip(&data[40..80]).all(|(a, b)| (a - b).abs() < 0.02), "{back:?}");
     }
 }
