@@ -87,6 +87,7 @@ impl QuantizedTable {
         Ok(out)
     }
 
+    #[cfg(test)]
     fn bytes(&self) -> usize {
         self.values.len() + self.scales.len() * 4
     }
@@ -158,16 +159,6 @@ impl Int8Bert {
             act: config.hidden_act,
             device: vb.device().clone(),
         })
-    }
-
-    /// Bytes of weights held (int8 blocks, scales, and the f32 tensors that stay f32).
-    pub fn weight_bytes(&self) -> usize {
-        let dense = |d: &Dense| match d {
-            Dense::Int8 { w, .. } => w.bytes(),
-            Dense::F32(l) => l.weight().elem_count() * 4,
-        };
-        let layers: usize = self.layers.iter().map(|l| [&l.query, &l.key, &l.value, &l.attention_out, &l.intermediate, &l.output].into_iter().map(dense).sum::<usize>()).sum();
-        self.words.bytes() + self.positions.elem_count() * 4 + layers
     }
 
     /// Hidden states (n, len, h) of `ids` (n × len, padded) under `mask` (n × len, 1 = token).

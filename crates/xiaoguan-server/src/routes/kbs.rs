@@ -189,13 +189,17 @@ pub async fn upload(State(st): State<Arc<AppState>>, Caller(who): Caller, Path(i
     // Room in the in-flight budget before a byte of the body is read; held until it is staged.
     let max = st.limits.max_upload_bytes;
     let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let too_large = || ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("{name}: the upload is over max_upload_bytes ({max} bytes)"));
     if declared.is_some_and(|n| n > max) {
-        return Err(ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("{name}: the upload is over max_upload_bytes ({max} bytes)")));
+        return Err(too_large());
     }
     let room = st.upload_room(declared.unwrap_or(max))?;
     let body = axum::body::to_bytes(body, max).await.map_err(|e| {
-        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over { ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("{name}: the upload is over max_upload_bytes ({max} bytes)")) } else { ApiError::bad_request(format!("{name}: reading the upload failed: {e}")) }
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("{name}: reading the upload failed: {e}"))
+        }
     })?;
     if body.is_empty() {
         return Err(ApiError::bad_request(format!("{name}: the file is empty")));
