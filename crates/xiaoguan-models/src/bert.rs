@@ -41,7 +41,7 @@ impl Dense {
 }
 
 /// The word-embedding table as int8 with one f32 scale per `EMBED_BLOCK` values of a row.
-struct QuantizedTable {
+pub struct QuantizedTable {
     dim: usize,
     /// Values per scale: `EMBED_BLOCK`, or the whole row when the width is not a multiple of it.
     block: usize,
@@ -51,18 +51,30 @@ struct QuantizedTable {
 
 impl QuantizedTable {
     fn new(table: &Tensor) -> Result<Self> {
-        let (rows, dim) = table.dims2()?;
-        let block = if dim % EMBED_BLOCK == 0 { EMBED_BLOCK } else { dim };
+        let (_, dim) = table.dims2()?;
         let data: Vec<f32> = table.flatten_all()?.to_vec1()?;
-        let mut values = Vec::with_capacity(rows * dim);
-        let mut scales = Vec::with_capacity(rows * dim / block);
-        for block in data.chunks_exact(block) {
-            let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            scales.push(scale);
-            values.extend(block.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        Ok(Self::from_rows(dim, data.chunks_exact(dim).map(|r| r.to_vec())))
+    }
+
+    /// From the table's little-endian f32 bytes (a memory-mapped file), one row at a time, so
+    /// loading never holds the f32 table in memory.
+    fn from_f32_le(dim: usize, bytes: &[u8]) -> Self {
+        Self::from_rows(dim, bytes.chunks_exact(dim * 4).map(|r| r.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+    }
+
+    fn from_rows(dim: usize, rows: impl ExactSizeIterator<Item = Vec<f32>>) -> Self {
+        let block = if dim % EMBED_BLOCK == 0 { EMBED_BLOCK } else { dim };
+        let mut values = Vec::with_capacity(rows.len() * dim);
+        let mut scales = Vec::with_capacity(rows.len() * dim / block);
+        for row in rows {
+            for block in row.chunks_exact(block) {
+                let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                scales.push(scale);
+                values.extend(block.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+            }
         }
-        Ok(Self { dim, block, values, scales })
+        Self { dim, block, values, scales }
     }
 
     fn rows(&self) -> usize {
@@ -125,11 +137,27 @@ pub struct Int8Bert {
 }
 
 impl Int8Bert {
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    /// Load from a safetensors file; the word-embedding table is quantized straight from the
+    /// mapped file when it is stored as f32 (no f32 copy of its vocab × hidden values is made).
+    pub fn load_file(weights: &std::path::Path, config: &Config, device: &Device) -> Result<Self> {
+        // Safety: the file is memory-mapped read-only; pulled model folders are never modified in place.
+        let raw = unsafe { candle_core::safetensors::MmapedSafetensors::new(weights)? };
+        let vb = VarBuilder::from_backend(Box::new(unsafe { candle_core::safetensors::MmapedSafetensors::new(weights)? }), DType::F32, device.clone());
+        let prefix = if vb.contains_tensor("embeddings.word_embeddings.weight") { "" } else { "bert." };
+        let h = config.hidden_size;
+        let view = raw.get(&format!("{prefix}embeddings.word_embeddings.weight"))?;
+        let words = (view.dtype() == safetensors::Dtype::F32 && view.shape() == [config.vocab_size, h]).then(|| QuantizedTable::from_f32_le(h, view.data()));
+        Self::load(vb, config, words)
+    }
+
+    pub fn load(vb: VarBuilder, config: &Config, words: Option<QuantizedTable>) -> Result<Self> {
         let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
         let h = config.hidden_size;
         let e = vb.pp("embeddings");
-        let words = QuantizedTable::new(&e.get((config.vocab_size, h), "word_embeddings.weight")?)?;
+        let words = match words {
+            Some(w) => w,
+            None => QuantizedTable::new(&e.get((config.vocab_size, h), "word_embeddings.weight")?)?,
+        };
         let positions = e.get((config.max_position_embeddings, h), "position_embeddings.weight")?;
         let token_type0 = e.get((config.type_vocab_size, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)?;
         let embeddings_norm = candle_nn::layer_norm(h, config.layer_norm_eps, e.pp("LayerNorm"))?;
@@ -214,6 +242,9 @@ mod tests {
             assert!((got - want).abs() <= 50.0 / 17.0 / 127.0 * 0.51 + 1e-6, "value {i}: {got} vs {want}");
         }
         assert!(q.lookup(&[4]).is_err(), "an id outside the vocabulary is an error, not a panic");
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let from_bytes = QuantizedTable::from_f32_le(64, &bytes);
+        assert_eq!((from_bytes.values.clone(), from_bytes.scales.clone()), (q.values.clone(), q.scales.clone()), "the mapped-bytes path quantizes alike");
         assert_eq!(q.bytes(), 4 * 64 + 4 * 2 * 4);
         // A width that is not a multiple of the block: one scale per row.
         let t = Tensor::from_vec(data[..3 * 40].to_vec(), (3, 40), &Device::Cpu).unwrap();

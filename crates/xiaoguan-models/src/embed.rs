@@ -27,6 +27,29 @@ pub trait Embedder: Send + Sync {
     fn count_tokens(&self, text: &str, kind: TextKind) -> Result<usize>;
 }
 
+/// The tokenizer: a Unigram vocabulary on the compact model (a few MB instead of ≈330 MB), any
+/// other model (WordPiece) on the library's.
+enum TextTokenizer {
+    Compact(crate::unigram::UnigramTokenizer),
+    Library(Tokenizer),
+}
+
+impl TextTokenizer {
+    fn load(path: &Path) -> Result<Self> {
+        match crate::unigram::load(path)? {
+            Some(t) => Ok(Self::Compact(t)),
+            None => Tokenizer::from_file(path).map(Self::Library).map_err(|e| ModelError::format(path, e.to_string())),
+        }
+    }
+
+    fn encode(&self, text: String) -> tokenizers::Result<tokenizers::Encoding> {
+        match self {
+            Self::Compact(t) => t.encode(text, true),
+            Self::Library(t) => t.encode(text, true),
+        }
+    }
+}
+
 /// The encoder's implementation (`XIAOGUAN_MATMUL=candle` selects candle's f32 BERT).
 enum Encoder {
     Int8(crate::bert::Int8Bert),
@@ -37,7 +60,7 @@ pub struct BertEmbedder {
     id: String,
     facts: EmbedFacts,
     model: Encoder,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     pad_id: u32,
     /// Upper bound on padded tokens per forward pass (keeps memory flat for long inputs).
     batch_tokens: usize,
@@ -58,18 +81,19 @@ impl BertEmbedder {
         let config: BertConfig =
             serde_json::from_str(&text).map_err(|e| ModelError::format(&config_path, format!("not a BERT config: {e}")))?;
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| ModelError::format(&tok_path, e.to_string()))?;
+        let tokenizer = TextTokenizer::load(&tok_path)?;
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(ModelError::format(&weights, "missing"));
         }
-        // Safety: the file is memory-mapped read-only; pulled model folders are never modified in place.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
-            .map_err(|e| ModelError::format(&weights, e.to_string()))?;
         let model = match backend {
-            crate::qwen2::MatmulBackend::Int8 => Encoder::Int8(crate::bert::Int8Bert::load(vb, &config).map_err(|e| ModelError::format(&weights, format!("loading BERT: {e}")))?),
-            crate::qwen2::MatmulBackend::Candle => Encoder::Candle(BertModel::load(vb, &config).map_err(|e| ModelError::format(&weights, format!("loading BERT: {e}")))?),
-        };
+            crate::qwen2::MatmulBackend::Int8 => crate::bert::Int8Bert::load_file(&weights, &config, &device).map(Encoder::Int8),
+            crate::qwen2::MatmulBackend::Candle => {
+                // Safety: the file is memory-mapped read-only; pulled model folders are never modified in place.
+                unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }.and_then(|vb| BertModel::load(vb, &config)).map(Encoder::Candle)
+            }
+        }
+        .map_err(|e| ModelError::format(&weights, format!("loading BERT: {e}")))?;
         let max = facts.max_tokens.min(config.max_position_embeddings);
         let facts = EmbedFacts { max_tokens: max, ..facts.clone() };
         Ok(Self {
@@ -93,7 +117,7 @@ impl BertEmbedder {
 
     fn encode(&self, text: &str, kind: TextKind) -> Result<tokenizers::Encoding> {
         self.tokenizer
-            .encode(self.prefixed(text, kind), true)
+            .encode(self.prefixed(text, kind))
             .map_err(|e| ModelError::Inference(format!("tokenizing: {e}")))
     }
 

@@ -15,6 +15,7 @@ pub mod pull;
 pub mod qwen2;
 pub mod registry;
 pub mod store;
+pub mod unigram;
 
 pub use embed::{cosine, BertEmbedder, Embedder, TextKind};
 pub use error::{ModelError, Result};

@@ -167,3 +167,49 @@ fn the_default_generator_answers_the_same_way_twice() {
     // Loaded once, shared.
     assert!(std::sync::Arc::ptr_eq(&g, &reg.generator("qwen2.5-coder-0.5b").unwrap()));
 }
+
+/// The compact Unigram tokenizer gives the library's ids and offsets on every real text: citizen
+/// messages, government Q&A and statute text from ../shared/data, the reference sentences, and
+/// texts with added tokens and odd whitespace.
+#[test]
+fn the_compact_tokenizer_matches_the_library_on_real_texts() {
+    let Some(reg) = registry_with(&["e5-small"]) else { return };
+    let path = reg.store().ready_dir("e5-small").unwrap().join("tokenizer.json");
+    let before = rss_kb();
+    let ours = xiaoguan_models::unigram::load(&path).unwrap().expect("e5's tokenizer is a Unigram");
+    let ours_kb = rss_kb().saturating_sub(before);
+    let library = tokenizers::Tokenizer::from_file(&path).unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let mut texts: Vec<String> = SENTENCES.iter().map(|s| s.to_string()).collect();
+    texts.extend(["<s>社保</s><mask> <unk>", "  leading and  double  spaces ", "\u{3000}全角空格\u{3000}", "\u{200b}零宽\u{feff}"].map(String::from));
+    for (file, field, take) in [
+        ("msgabench/citizen_messages_classification.jsonl", "text", 3000),
+        ("msgabench/gov_qa.jsonl", "answer", 600),
+        ("tipdm2020_smartgov_messages/messages_with_official_replies.jsonl", "reply", 600),
+    ] {
+        let Ok(body) = std::fs::read_to_string(data.join(file)) else {
+            eprintln!("skipped {file}: ../shared/data is not beside the clone");
+            continue;
+        };
+        for line in body.lines().take(take) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(t) = v.get(field).and_then(|t| t.as_str()) {
+                texts.push(format!("passage: {t}"));
+            }
+        }
+    }
+    let mut tokens = 0;
+    for text in &texts {
+        let a = ours.encode(text.as_str(), true).unwrap();
+        let b = library.encode(text.as_str(), true).unwrap();
+        assert_eq!(a.get_ids(), b.get_ids(), "{text:?}");
+        assert_eq!(a.get_offsets(), b.get_offsets(), "{text:?}");
+        tokens += a.len();
+    }
+    eprintln!("compact tokenizer: {} texts, {tokens} tokens alike; resident growth at load {} MB", texts.len(), ours_kb / 1024);
+}
+
+fn rss_kb() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
