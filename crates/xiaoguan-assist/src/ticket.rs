@@ -81,8 +81,12 @@ pub struct TicketResult {
     pub signals: SignalReport,
     pub suggested_reply: Option<Answer>,
     pub similar_tickets: Vec<SimilarTicket>,
-    /// Something above is uncertain (or flagged): a person should review before acting.
+    /// A person should review before acting: a 弱信号, or a decision the agent acts on (诉求类型,
+    /// 派单) below the confidence its head reaches `TICKET_FIELD_PRECISION` at. Descriptive fields
+    /// (domain, category, the suggested reply) carry their own flags and do not hold a ticket.
     pub needs_review: bool,
+    /// Why `needs_review` is set, one line per cause (empty when it is not).
+    pub review_reasons: Vec<String>,
     pub fields: BTreeMap<String, String>,
     pub timings: TicketTimings,
     /// The id the ticket store gave it (when it was stored).
@@ -113,6 +117,11 @@ pub struct TicketAssist {
     /// Weight of a matched rule against the classifier's distribution (which sums to 1).
     pub rule_bonus: f32,
 }
+
+/// The held-out precision each acted-on decision (诉求类型, 派单) must reach for a ticket to pass
+/// without review. Two decisions at 0.95 each: by the union bound both are right on at least 90 %
+/// of the tickets that pass.
+pub const TICKET_FIELD_PRECISION: f32 = 0.95;
 
 const HELP_CUES: &[&str] = &["求助", "帮帮", "帮忙", "帮助", "救助", "无助", "求求", "走投无路", "怎么办"];
 const REPORT_CUES: &[&str] = &["举报", "检举", "揭发"];
@@ -166,6 +175,47 @@ impl TicketAssist {
             (None, true) => Err(AssistError::Internal("a classifier needs the embedder but none is loaded".into())),
             _ => Ok(None),
         }
+    }
+
+    /// The causes that hold a ticket for review (see `TicketResult::needs_review`).
+    fn review_reasons(
+        &self,
+        signals: &SignalReport,
+        rt: Option<&Prediction>,
+        dept: Option<&Prediction>,
+        rules: &[RuleMatch],
+        departments: &[DepartmentScore],
+        direct: Option<&DirectDispatch>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if signals.escalate {
+            let kinds: Vec<&str> = signals.flags.iter().map(|f| f.kind.label()).collect();
+            out.push(format!("弱信号 raised ({}): a person handles it", kinds.join(", ")));
+        }
+        let below = |p: &Prediction, m: &ClassifierModel, what: &str| {
+            let t = m.threshold_for(TICKET_FIELD_PRECISION);
+            (p.confidence < t).then(|| format!("{what}: confidence {:.2} is below {t:.2}, where the head is right {:.0} % of the time", p.confidence, TICKET_FIELD_PRECISION * 100.0))
+        };
+        match (rt, &self.classifiers.request_type) {
+            (Some(p), Some(m)) => out.extend(below(p, m, "诉求类型")),
+            _ => out.push("诉求类型: no classifier is trained".into()),
+        }
+        match (rules.is_empty(), dept, &self.classifiers.department) {
+            (true, Some(p), Some(m)) => out.extend(below(p, m, "派单")),
+            (true, _, _) => out.push("派单: no department classifier is trained and no dispatch rule matched".into()),
+            (false, _, _) => {
+                if departments.first().is_none_or(|d| d.confidence < 0.4) {
+                    out.push("派单: the matched rules and the classifier disagree".into());
+                }
+            }
+        }
+        if let Some(d) = departments.first().filter(|d| !d.mapped) {
+            out.push(format!("派单: {} is not a unit of the directory", d.department));
+        }
+        if direct.is_some_and(|d| d.needs_review) {
+            out.push("直派镇街: the ticket names several towns".into());
+        }
+        out
     }
 
     pub fn assist(&self, input: &TicketInput) -> Result<TicketResult> {
@@ -257,11 +307,8 @@ impl TicketAssist {
             None => None,
         };
         let reply_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let needs_review = signals.escalate
-            || dispatch_needs_review
-            || request_type.as_ref().is_none_or(|f| f.needs_review)
-            || domain.as_ref().is_none_or(|p| p.abstained)
-            || suggested_reply.as_ref().is_none_or(|a| a.handoff);
+        let review_reasons = self.review_reasons(&signals, rt.as_ref(), dept.as_ref(), &dispatch_rules, &departments, direct_dispatch.as_ref());
+        let needs_review = !review_reasons.is_empty();
         Ok(TicketResult {
             masked_text: masked.text,
             masked: counts,
@@ -279,6 +326,7 @@ impl TicketAssist {
             suggested_reply,
             similar_tickets,
             needs_review,
+            review_reasons,
             fields: input.fields.clone(),
             timings: TicketTimings { classify_ms, reply_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0 },
             ticket_id: None,
@@ -320,5 +368,51 @@ mod tests {
         assert_eq!(r.departments[0].department, "城市管理委");
         assert!(r.departments[0].reasons[0].contains("gas"));
         assert!(ta.assist(&TicketInput { text: "  ".into(), ..Default::default() }).unwrap_err().is_user_error());
+    }
+
+    /// A head on two topics; `ambiguous` adds rows of one text labelled both ways, so its held-out
+    /// precision stays below 0.95 unless it holds back its unsure predictions.
+    fn toy_head(name: &str, labels: [(&str, [&str; 3]); 2], ambiguous: bool) -> ClassifierModel {
+        let mut ex = Vec::new();
+        if ambiguous {
+            for j in 0..40 {
+                ex.push(crate::classify::Example { id: format!("{name}-amb-{j}"), text: "今天天气不错".into(), label: labels[j % 2].0.into() });
+            }
+        }
+        for (label, phrases) in labels {
+            for (i, p) in phrases.iter().enumerate() {
+                for j in 0..12 {
+                    ex.push(crate::classify::Example { id: format!("{name}-{label}-{i}-{j}"), text: format!("{p}，第{j}次反映"), label: label.into() });
+                }
+            }
+        }
+        let cfg = crate::classify::TrainConfig { name: name.into(), ngram: crate::classify::features::NgramConfig { buckets: 4096, ..Default::default() }, ..Default::default() };
+        crate::classify::train(&ex, 0, "", None, None, &cfg).unwrap().0
+    }
+
+    #[test]
+    fn a_ticket_is_held_only_for_signals_and_unsure_acted_on_decisions() {
+        let rt = toy_head("rt", [("咨询", ["请问社保卡怎么补办", "公积金提取需要什么材料", "请问办理流程"]), ("投诉/求助", ["投诉物业乱收费", "工地噪音扰民投诉", "投诉商家不退款"])], true);
+        assert!(rt.threshold_for(TICKET_FIELD_PRECISION) > 0.0, "{:?}", rt.meta.precision_thresholds);
+        assert_eq!(rt.meta.precision_thresholds.len(), crate::classify::train::REVIEW_PRECISIONS.len());
+        let dept = toy_head("dept", [("人社局", ["社保卡补办", "失业保险金", "养老保险缴费"]), ("住建局", ["物业收费", "工地噪音", "房屋维修"])], false);
+        let rules = DispatchRules::parse("[[rules]]\nid = \"gas\"\ndepartments = [\"城市管理委\"]\nany = [\"燃气\"]\nreason = \"燃气\"\n").unwrap();
+        let ta = TicketAssist {
+            classifiers: TicketClassifiers { request_type: Some(rt), department: Some(dept), ..Default::default() },
+            rules,
+            embedder: None,
+            assistant: None,
+            rule_bonus: 1.0,
+        };
+        let clear = ta.assist(&TicketInput { text: "请问社保卡怎么补办，第3次反映".into(), ..Default::default() }).unwrap();
+        assert!(!clear.needs_review, "{:?}", clear.review_reasons);
+        assert!(clear.domain.is_none(), "a missing descriptive head does not hold the ticket");
+        let vague = ta.assist(&TicketInput { text: "今天天气".into(), ..Default::default() }).unwrap();
+        assert!(vague.needs_review && vague.review_reasons.iter().any(|r| r.starts_with("诉求类型")), "{:?}", vague.review_reasons);
+        let alarm = ta.assist(&TicketInput { text: "请问社保卡怎么补办，楼道里有很浓的煤气味".into(), ..Default::default() }).unwrap();
+        assert!(alarm.needs_review && alarm.review_reasons[0].starts_with("弱信号"), "{:?}", alarm.review_reasons);
+        let bare = TicketAssist { classifiers: TicketClassifiers::default(), ..ta };
+        let r = bare.assist(&TicketInput { text: "燃气表读数不对".into(), ..Default::default() }).unwrap();
+        assert_eq!(r.review_reasons, vec!["诉求类型: no classifier is trained".to_string()], "a matched rule dispatches; only the type is unknown");
     }
 }

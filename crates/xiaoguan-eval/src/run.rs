@@ -153,14 +153,23 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                         let v = sut.ticket(&item.input, &item.id)?;
                         let reply = v.pointer("/suggested_reply/text").and_then(Value::as_str).unwrap_or_default();
                         let handoff = v.pointer("/suggested_reply/handoff").and_then(Value::as_bool).unwrap_or(true);
-                        if let Some(reference) = &item.expected {
+                        let needs_review = v.get("needs_review").and_then(Value::as_bool).unwrap_or(true);
+                        if let (Some(pointer), Some(gold)) = (&suite.fields.expected_output, &item.expected) {
+                            // Department names in the system's spelling (the home city's unit).
+                            let gold = if pointer.starts_with("/departments") { sut.canonical_label(gold) } else { gold.clone() };
+                            let right = v.pointer(pointer).and_then(Value::as_str) == Some(gold.as_str());
+                            s.insert("decision_correct".into(), right as u8 as f64);
+                            if !needs_review {
+                                s.insert("passed_correct".into(), right as u8 as f64);
+                            }
+                        } else if let Some(reference) = &item.expected {
                             let (rl, cf) = if handoff { (0.0, 0.0) } else { (rouge_l(reply, reference), char_f1(reply, reference)) };
                             s.insert("reply_rouge_l".into(), rl);
                             s.insert("reply_char_f1".into(), cf);
                         }
                         s.insert("reply_answered".into(), (!handoff) as u8 as f64);
                         s.insert("escalated".into(), v.pointer("/signals/escalate").and_then(Value::as_bool).unwrap_or(false) as u8 as f64);
-                        s.insert("needs_review".into(), v.get("needs_review").and_then(Value::as_bool).unwrap_or(true) as u8 as f64);
+                        s.insert("needs_review".into(), needs_review as u8 as f64);
                         // Masking must leave no mobile number in what the agent sees.
                         let masked = v.get("masked_text").and_then(Value::as_str).unwrap_or_default();
                         let leak = masked.as_bytes().windows(11).any(|w| w[0] == b'1' && w.iter().all(u8::is_ascii_digit));
@@ -278,6 +287,9 @@ pub fn metric_on(task: Task, name: &str, results: &[ItemResult], idx: &[usize]) 
         (Task::Qa, "canonical_rate") => mean_of(results, idx, "canonical"),
         (Task::Qa, "mean_score") => mean_of(results, idx, "score"),
         (Task::Ticket, "pii_leak_rate") => mean_of(results, idx, "pii_leak"),
+        (Task::Ticket, "decision_accuracy") => mean_of(results, idx, "decision_correct"),
+        // Of the tickets that pass without review, the share whose decision is right.
+        (Task::Ticket, "precision_passed") => mean_of(results, idx, "passed_correct"),
         (_, key) => mean_of(results, idx, key),
     }
 }
@@ -289,7 +301,7 @@ pub fn metric_names(task: Task, results: &[ItemResult]) -> Vec<String> {
         Task::Classification | Task::Routing => &["accuracy", "macro_f1", "top3_accuracy", "abstain_rate", "accuracy_answered"],
         Task::Qa => &["mean_score", "rouge_l", "char_f1", "answered_rate", "canonical_rate", "citation_hit@1", "citation_precision"],
         Task::Refusal => &["handoff_precision", "handoff_recall", "handoff_f1", "accuracy", "foreign_citation_rate"],
-        Task::Ticket => &["reply_rouge_l", "reply_char_f1", "reply_answered", "escalated", "needs_review", "pii_leak_rate"],
+        Task::Ticket => &["reply_rouge_l", "reply_char_f1", "reply_answered", "escalated", "needs_review", "pii_leak_rate", "decision_accuracy", "precision_passed"],
         Task::Signals => &SIGNAL_METRICS,
     };
     fixed
@@ -298,6 +310,8 @@ pub fn metric_names(task: Task, results: &[ItemResult]) -> Vec<String> {
             // Only metrics the items carry (e.g. citation metrics need an expected document).
             let key = match **m {
                 "accuracy" | "macro_f1" | "top3_accuracy" | "abstain_rate" | "accuracy_answered" | "handoff_precision" | "handoff_recall" | "handoff_f1" | "mean_score" | "answered_rate" | "canonical_rate" | "pii_leak_rate" => None,
+                "decision_accuracy" => Some("decision_correct"),
+                "precision_passed" => Some("passed_correct"),
                 m if m.ends_with("_precision") || m.ends_with("_recall") => None,
                 other => Some(other),
             };
@@ -359,6 +373,45 @@ pub fn check_thresholds(thresholds: &BTreeMap<String, f64>, metrics: &BTreeMap<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tickets whose 诉求类型 is the text's first word; texts starting with "?" are held for review.
+    struct FakeTickets;
+
+    impl SystemUnderTest for FakeTickets {
+        fn describe(&self) -> Value {
+            json!({})
+        }
+        fn ask(&self, _: &str, _: Option<&str>) -> Result<crate::system::AskOutput, EvalError> {
+            Err(EvalError::Input("no".into()))
+        }
+        fn classify(&self, _: &str, _: &str) -> Result<crate::system::ClassOutput, EvalError> {
+            Err(EvalError::Input("no".into()))
+        }
+        fn search(&self, _: &str, _: usize) -> Result<Vec<crate::system::Retrieved>, EvalError> {
+            Err(EvalError::Input("no".into()))
+        }
+        fn ticket(&self, text: &str, _: &str) -> Result<Value, EvalError> {
+            let label = text.trim_start_matches('?').split(' ').next().unwrap_or_default();
+            Ok(json!({"needs_review": text.starts_with('?'), "request_type": {"ranked": [{"label": label}]}, "masked_text": text}))
+        }
+    }
+
+    #[test]
+    fn ticket_suites_measure_the_precision_of_tickets_that_pass_review() {
+        let suite: crate::suite::Suite = serde_yaml::from_str(
+            "name: t\ntask: ticket\ndatasets: [{path: x.jsonl}]\nfields: {id: id, input: [text], expected: request_type, expected_output: /request_type/ranked/0/label}\n",
+        )
+        .unwrap();
+        let item = |id: &str, input: &str, gold: &str| crate::suite::Item { id: id.into(), input: input.into(), expected: Some(gold.into()), expected_doc: None, dataset: 0 };
+        // Passed: 咨询 right, 投诉 wrong, 建言 right; held: one right, one wrong.
+        let items = [item("1", "咨询 a", "咨询"), item("2", "投诉 b", "咨询"), item("3", "建言 c", "建言"), item("4", "?咨询 d", "咨询"), item("5", "?建言 e", "咨询")];
+        let results = run_items(&suite, &items, &FakeTickets, &mut || {});
+        let (m, _) = summarize(Task::Ticket, &results, 1, 50);
+        assert!((m["needs_review"].value - 0.4).abs() < 1e-9);
+        assert!((m["decision_accuracy"].value - 0.6).abs() < 1e-9);
+        assert!((m["precision_passed"].value - 2.0 / 3.0).abs() < 1e-9, "{}", m["precision_passed"].value);
+        assert!(!m.contains_key("reply_rouge_l"), "a decision suite does not score replies");
+    }
 
     fn item(expected: &str, predicted: &str, abstained: bool) -> ItemResult {
         ItemResult {

@@ -90,6 +90,11 @@ pub struct Fields {
     /// Map expected values to labels (e.g. department → knowledge base); unmapped rows are skipped.
     #[serde(default)]
     pub label_map: Option<BTreeMap<String, String>>,
+    /// For ticket suites: a JSON pointer into the ticket result (`/request_type/ranked/0/label`,
+    /// `/departments/0/department`) compared with `expected` instead of the suggested reply, to
+    /// measure the precision of the tickets that pass without review.
+    #[serde(default)]
+    pub expected_output: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

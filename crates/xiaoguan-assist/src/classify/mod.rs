@@ -43,9 +43,23 @@ pub struct ClassifierMeta {
     pub temperature: f32,
     /// Below this confidence the classifier abstains (recommends human review).
     pub abstain_threshold: f32,
+    /// The confidence that reaches each of `train::REVIEW_PRECISIONS` on the held-out rows
+    /// (empty for heads trained before it was recorded).
+    #[serde(default)]
+    pub precision_thresholds: Vec<PrecisionPoint>,
     pub trained_rows: usize,
     pub data_sha256: String,
     pub report: serde_json::Value,
+}
+
+/// A point of a head's held-out precision/coverage curve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct PrecisionPoint {
+    pub precision: f32,
+    /// Predictions at or above this confidence reach `precision`.
+    pub threshold: f32,
+    /// The share of held-out rows at or above it.
+    pub coverage: f32,
 }
 
 #[derive(Debug)]
@@ -73,6 +87,18 @@ pub struct Prediction {
 }
 
 impl ClassifierModel {
+    /// The confidence at which this head's held-out predictions reach `precision`: the recorded
+    /// point for that precision, else the nearest recorded one above it, else (a head without
+    /// the curve, or a precision above every point) 1.0 — nothing passes unreviewed.
+    pub fn threshold_for(&self, precision: f32) -> f32 {
+        self.meta
+            .precision_thresholds
+            .iter()
+            .filter(|p| p.precision + 1e-6 >= precision)
+            .min_by(|a, b| a.precision.total_cmp(&b.precision))
+            .map_or(1.0, |p| p.threshold)
+    }
+
     pub fn needs_embedding(&self) -> bool {
         self.meta.dense_dim > 0
     }

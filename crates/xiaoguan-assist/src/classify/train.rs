@@ -5,7 +5,7 @@
 use super::features::{NgramConfig, Sparse, TfidfFeaturizer};
 use super::knn::{KnnMemory, MemoryItem};
 use super::linear::{softmax, LinearModel, Row, TrainParams};
-use super::{ClassifierMeta, ClassifierModel};
+use super::{ClassifierMeta, ClassifierModel, PrecisionPoint};
 use crate::error::{AssistError, Result};
 use crate::metrics::{classification_report, expected_calibration_error, top_k_accuracy, ClassificationReport};
 use serde::Serialize;
@@ -189,6 +189,30 @@ fn scores(labels: &[String], gold: &[usize], probs: &[Vec<f32>]) -> SplitScores 
     }
 }
 
+/// Precisions at which a head records the confidence that reaches them, for callers that need a
+/// stricter review point than the head's own abstain threshold (ticket-level review).
+pub const REVIEW_PRECISIONS: [f32; 6] = [0.8, 0.85, 0.9, 0.95, 0.97, 0.99];
+
+/// The lowest confidence at which the rows at or above it (sorted by confidence, highest first)
+/// reach `target` precision, and the share of rows it keeps; 0 when every row together does, 1
+/// (keep none) when no prefix does.
+pub fn threshold_for_precision(by_conf: &[(f32, bool)], target: f32) -> PrecisionPoint {
+    let mut threshold = 1.0f32;
+    let mut right = 0usize;
+    for (i, &(c, ok)) in by_conf.iter().enumerate() {
+        right += ok as usize;
+        if right as f32 / (i + 1) as f32 >= target {
+            threshold = c;
+        }
+    }
+    if !by_conf.is_empty() && by_conf.iter().filter(|x| x.1).count() as f32 / by_conf.len() as f32 >= target {
+        threshold = 0.0;
+    }
+    let kept = by_conf.iter().filter(|(c, _)| *c >= threshold).count();
+    let coverage = if by_conf.is_empty() { 0.0 } else { kept as f32 / by_conf.len() as f32 };
+    PrecisionPoint { precision: target, threshold, coverage }
+}
+
 fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|x| x.0).unwrap_or(0)
 }
@@ -300,17 +324,8 @@ pub fn train(
     // Abstain threshold: the lowest confidence at which the answered rows reach the target precision.
     let mut by_conf: Vec<(f32, bool)> = probs.iter().zip(&gold).map(|(p, &g)| (p[argmax(p)], argmax(p) == g)).collect();
     by_conf.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut abstain_threshold = 1.0f32;
-    let mut right = 0usize;
-    for (i, &(c, ok)) in by_conf.iter().enumerate() {
-        right += ok as usize;
-        if right as f32 / (i + 1) as f32 >= cfg.target_precision {
-            abstain_threshold = c;
-        }
-    }
-    if model_scores.accuracy as f32 >= cfg.target_precision {
-        abstain_threshold = 0.0;
-    }
+    let abstain_threshold = threshold_for_precision(&by_conf, cfg.target_precision).threshold;
+    let precision_thresholds: Vec<PrecisionPoint> = REVIEW_PRECISIONS.iter().map(|&p| threshold_for_precision(&by_conf, p)).collect();
     let answered: Vec<&(f32, bool)> = by_conf.iter().filter(|(c, _)| *c >= abstain_threshold).collect();
     let abstain_rate = 1.0 - answered.len() as f64 / by_conf.len() as f64;
     let accuracy_when_answered = if answered.is_empty() { 0.0 } else { answered.iter().filter(|x| x.1).count() as f64 / answered.len() as f64 };
@@ -352,6 +367,7 @@ pub fn train(
         knn_weight,
         temperature,
         abstain_threshold,
+        precision_thresholds,
         trained_rows,
         data_sha256: data_sha256.to_string(),
         report: serde_json::to_value(&report).unwrap_or(Value::Null),
@@ -393,6 +409,20 @@ mod tests {
         let q = loaded.predict("社保卡怎么补办", Some(&[1.0, 0.0]));
         assert_eq!(q.confidence, p.confidence);
         assert_eq!(q.neighbours.len(), p.neighbours.len());
+    }
+
+    #[test]
+    fn thresholds_reach_their_precision_on_the_rows_they_keep() {
+        // Confidence-sorted: right, right, wrong, right, wrong, wrong.
+        let rows = [(0.95, true), (0.9, true), (0.8, false), (0.7, true), (0.6, false), (0.5, false)];
+        let p = threshold_for_precision(&rows, 0.75);
+        assert_eq!((p.threshold, p.coverage), (0.7, 4.0 / 6.0), "3 of the top 4 are right");
+        let p = threshold_for_precision(&rows, 0.99);
+        assert_eq!(p.threshold, 0.9, "the top two are all right");
+        let p = threshold_for_precision(&rows, 0.5);
+        assert_eq!((p.threshold, p.coverage), (0.0, 1.0), "half of all rows are right: keep every row");
+        let none = threshold_for_precision(&[(0.9, false)], 0.9);
+        assert_eq!((none.threshold, none.coverage), (1.0, 0.0));
     }
 
     #[test]

@@ -198,5 +198,8 @@ pub fn ticket(reg: &ModelRegistry, args: &TicketArgs) -> anyhow::Result<()> {
     }
     println!("脱敏后原文：{}", r.masked_text);
     println!("— {:.0} ms (classify {:.0} ms, reply {:.0} ms){}", r.timings.total_ms, r.timings.classify_ms, r.timings.reply_ms, if r.needs_review { "; needs review" } else { "" });
+    for reason in &r.review_reasons {
+        println!("复核原因：{reason}");
+    }
     Ok(())
 }

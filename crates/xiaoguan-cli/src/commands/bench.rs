@@ -205,8 +205,13 @@ fn generate(reg: &ModelRegistry, b: &GenerateBench) -> anyhow::Result<()> {
     };
     let r = g.generate(&messages, &params, &mut |_| true)?;
     let s = r.stats;
+    // The backend the generator loaded with (the int8 kernels unless XIAOGUAN_MATMUL=candle).
+    let engine = match xiaoguan_models::qwen2::MatmulBackend::from_env() {
+        backend @ xiaoguan_models::qwen2::MatmulBackend::Int8 => xiaoguan_models::bert::engine_name(backend),
+        xiaoguan_models::qwen2::MatmulBackend::Candle => "xiaoguan-candle-qmatmul".to_string(),
+    };
     let report = serde_json::json!({
-        "bench": "generate", "engine": "xiaoguan-candle", "model": b.model, "threads": threads(), "avx": avx(),
+        "bench": "generate", "engine": engine, "model": b.model, "threads": threads(), "avx": avx(),
         "prompt_tokens": s.prompt_tokens, "generated_tokens": s.generated_tokens,
         "prefill_tokens_per_sec": s.prefill_tokens_per_sec(), "time_to_first_token_ms": s.time_to_first_token_ms,
         "decode_tokens_per_sec": s.decode_tokens_per_sec(), "load_ms": load_ms, "peak_rss_mb": peak_rss_mb(),
