@@ -119,9 +119,10 @@ pub struct TicketAssist {
 }
 
 /// The held-out precision each acted-on decision (诉求类型, 派单) must reach for a ticket to pass
-/// without review. Two decisions at 0.95 each: by the union bound both are right on at least 90 %
-/// of the tickets that pass.
-pub const TICKET_FIELD_PRECISION: f32 = 0.95;
+/// without review: each is right on at least 90 % of the tickets that pass. (Requiring 0.95 of
+/// each, so that by the union bound both are right together on 90 %, holds 63 % of tickets on the
+/// request-type head's held-out rows: measured, see the README.)
+pub const TICKET_FIELD_PRECISION: f32 = 0.9;
 
 const HELP_CUES: &[&str] = &["求助", "帮帮", "帮忙", "帮助", "救助", "无助", "求求", "走投无路", "怎么办"];
 const REPORT_CUES: &[&str] = &["举报", "检举", "揭发"];

@@ -167,12 +167,14 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
                             s.insert("reply_rouge_l".into(), rl);
                             s.insert("reply_char_f1".into(), cf);
                         }
-                        s.insert("reply_answered".into(), (!handoff) as u8 as f64);
+                        if suite.fields.expected_output.is_none() {
+                            s.insert("reply_answered".into(), (!handoff) as u8 as f64);
+                        }
                         s.insert("escalated".into(), v.pointer("/signals/escalate").and_then(Value::as_bool).unwrap_or(false) as u8 as f64);
                         s.insert("needs_review".into(), needs_review as u8 as f64);
                         // Masking must leave no mobile number in what the agent sees.
                         let masked = v.get("masked_text").and_then(Value::as_str).unwrap_or_default();
-                        let leak = masked.as_bytes().windows(11).any(|w| w[0] == b'1' && w.iter().all(u8::is_ascii_digit));
+                        let leak = has_mobile_number(masked);
                         s.insert("pii_leak".into(), leak as u8 as f64);
                         s.insert("correct".into(), (!leak) as u8 as f64);
                         v
@@ -196,6 +198,27 @@ pub fn run_items(suite: &Suite, items: &[Item], sut: &dyn SystemUnderTest, progr
             }
         })
         .collect()
+}
+
+/// Whether `text` shows a mainland mobile number: 11 digits starting with 1 that are not part of a
+/// longer digit run (an order or account number is not a phone number).
+fn has_mobile_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == 11 && b[start] == b'1' {
+                return true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Scores of an item the system failed on: every metric's key at its worst, so errors count
@@ -397,6 +420,15 @@ mod tests {
     }
 
     #[test]
+    fn a_mobile_number_is_eleven_digits_on_their_own() {
+        assert!(has_mobile_number("电话13812345678请回电"));
+        assert!(has_mobile_number("13812345678"));
+        assert!(!has_mobile_number("订单号D22050910000331519A6"), "a longer digit run is an order number");
+        assert!(!has_mobile_number("电话138****5678"));
+        assert!(!has_mobile_number("编号1381234567"), "ten digits");
+    }
+
+    #[test]
     fn ticket_suites_measure_the_precision_of_tickets_that_pass_review() {
         let suite: crate::suite::Suite = serde_yaml::from_str(
             "name: t\ntask: ticket\ndatasets: [{path: x.jsonl}]\nfields: {id: id, input: [text], expected: request_type, expected_output: /request_type/ranked/0/label}\n",
@@ -410,7 +442,7 @@ mod tests {
         assert!((m["needs_review"].value - 0.4).abs() < 1e-9);
         assert!((m["decision_accuracy"].value - 0.6).abs() < 1e-9);
         assert!((m["precision_passed"].value - 2.0 / 3.0).abs() < 1e-9, "{}", m["precision_passed"].value);
-        assert!(!m.contains_key("reply_rouge_l"), "a decision suite does not score replies");
+        assert!(!m.contains_key("reply_rouge_l") && !m.contains_key("reply_answered"), "a decision suite does not score replies");
     }
 
     fn item(expected: &str, predicted: &str, abstained: bool) -> ItemResult {

@@ -152,6 +152,9 @@ pub struct System {
     /// baseline of the jurisdiction metric.
     #[serde(default)]
     pub any_region: bool,
+    /// ticket: classify, flag and dispatch only, without a suggested reply (needs no knowledge base).
+    #[serde(default)]
+    pub without_reply: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

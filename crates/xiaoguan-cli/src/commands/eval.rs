@@ -54,7 +54,7 @@ fn pipeline(reg: &ModelRegistry, settings: &SettingsArgs, suite: &Suite) -> anyh
         Some("description") => Some(xiaoguan_assist::qa::Routing::Description),
         Some(other) => return Err(EvalError::Input(format!("suite '{}': unknown router '{other}' (search-all | description)", suite.name)).into()),
     };
-    let needs_kbs = matches!(suite.task, Task::Qa | Task::Refusal | Task::Ticket | Task::Retrieval) || router.is_some();
+    let needs_kbs = matches!(suite.task, Task::Qa | Task::Refusal | Task::Retrieval) || (suite.task == Task::Ticket && !sys.without_reply) || router.is_some();
     let mode = match sys.mode.as_deref() {
         None | Some("extractive") => AnswerMode::Extractive,
         Some("generate") => AnswerMode::Generate,
