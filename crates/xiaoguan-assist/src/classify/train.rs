@@ -201,7 +201,9 @@ pub fn threshold_for_precision(by_conf: &[(f32, bool)], target: f32) -> Precisio
     let mut right = 0usize;
     for (i, &(c, ok)) in by_conf.iter().enumerate() {
         right += ok as usize;
-        if right as f32 / (i + 1) as f32 >= target {
+        // A threshold keeps every row of a confidence or none: cut only after the last of a tie.
+        let tie_ends = by_conf.get(i + 1).is_none_or(|next| next.0 < c);
+        if tie_ends && right as f32 / (i + 1) as f32 >= target {
             threshold = c;
         }
     }
@@ -421,6 +423,10 @@ mod tests {
         assert_eq!(p.threshold, 0.9, "the top two are all right");
         let p = threshold_for_precision(&rows, 0.5);
         assert_eq!((p.threshold, p.coverage), (0.0, 1.0), "half of all rows are right: keep every row");
+        // Tied confidences are kept or dropped together: the first of two 0.6 rows is right, the
+        // second wrong, so 0.6 cannot reach 0.85 (4 of 5) although the prefix of 4 rows would.
+        let tied = [(0.95, true), (0.9, true), (0.7, true), (0.6, true), (0.6, false)];
+        assert_eq!(threshold_for_precision(&tied, 0.85).threshold, 0.7);
         let none = threshold_for_precision(&[(0.9, false)], 0.9);
         assert_eq!((none.threshold, none.coverage), (1.0, 0.0));
     }
