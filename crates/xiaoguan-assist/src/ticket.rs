@@ -156,6 +156,12 @@ fn request_type_label(class: &str, text: &str, in_danger: bool) -> (String, &'st
     }
 }
 
+/// A decision below the confidence at which its head reaches `TICKET_FIELD_PRECISION`, said so.
+fn below_precision_point(p: &Prediction, m: &ClassifierModel, what: &str) -> Option<String> {
+    let t = m.threshold_for(TICKET_FIELD_PRECISION);
+    (p.confidence < t).then(|| format!("{what}: confidence {:.2} is below {t:.2}, where the head is right {:.0} % of the time", p.confidence, TICKET_FIELD_PRECISION * 100.0))
+}
+
 fn field(p: &Prediction, source: &'static str) -> LabeledField {
     LabeledField {
         label: p.ranked.first().map(|r| r.label.clone()).unwrap_or_default(),
@@ -178,31 +184,12 @@ impl TicketAssist {
         }
     }
 
-    /// The causes that hold a ticket for review (see `TicketResult::needs_review`).
-    fn review_reasons(
-        &self,
-        signals: &SignalReport,
-        rt: Option<&Prediction>,
-        dept: Option<&Prediction>,
-        rules: &[RuleMatch],
-        departments: &[DepartmentScore],
-        direct: Option<&DirectDispatch>,
-    ) -> Vec<String> {
+    /// Why the 派单 needs a person: the classifier alone below its precision point, no way to
+    /// dispatch, rules and classifier disagreeing, a unit outside the directory, several towns.
+    fn dispatch_reasons(&self, dept: Option<&Prediction>, rules: &[RuleMatch], departments: &[DepartmentScore], direct: Option<&DirectDispatch>) -> Vec<String> {
         let mut out = Vec::new();
-        if signals.escalate {
-            let kinds: Vec<&str> = signals.flags.iter().map(|f| f.kind.label()).collect();
-            out.push(format!("弱信号 raised ({}): a person handles it", kinds.join(", ")));
-        }
-        let below = |p: &Prediction, m: &ClassifierModel, what: &str| {
-            let t = m.threshold_for(TICKET_FIELD_PRECISION);
-            (p.confidence < t).then(|| format!("{what}: confidence {:.2} is below {t:.2}, where the head is right {:.0} % of the time", p.confidence, TICKET_FIELD_PRECISION * 100.0))
-        };
-        match (rt, &self.classifiers.request_type) {
-            (Some(p), Some(m)) => out.extend(below(p, m, "诉求类型")),
-            _ => out.push("诉求类型: no classifier is trained".into()),
-        }
         match (rules.is_empty(), dept, &self.classifiers.department) {
-            (true, Some(p), Some(m)) => out.extend(below(p, m, "派单")),
+            (true, Some(p), Some(m)) => out.extend(below_precision_point(p, m, "派单")),
             (true, _, _) => out.push("派单: no department classifier is trained and no dispatch rule matched".into()),
             (false, _, _) => {
                 if departments.first().is_none_or(|d| d.confidence < 0.4) {
@@ -278,12 +265,8 @@ impl TicketAssist {
             .find_map(|m| m.rule.strip_prefix("一件事:"))
             .and_then(|name| self.rules.bundles.iter().find(|b| b.name == name))
             .map(|b| self.rules.localized(b));
-        let dispatch_needs_review = match (&dept, dispatch_rules.is_empty()) {
-            (Some(p), true) => p.abstained,
-            (None, true) => true,
-            (_, false) => departments.first().is_none_or(|d| d.confidence < 0.4),
-        } || departments.first().is_some_and(|d| !d.mapped)
-            || direct_dispatch.as_ref().is_some_and(|d| d.needs_review);
+        let dispatch_reasons = self.dispatch_reasons(dept.as_ref(), &dispatch_rules, &departments, direct_dispatch.as_ref());
+        let dispatch_needs_review = !dispatch_reasons.is_empty();
         let similar_tickets: Vec<SimilarTicket> = domain
             .as_ref()
             .or(rt.as_ref())
@@ -308,7 +291,17 @@ impl TicketAssist {
             None => None,
         };
         let reply_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let review_reasons = self.review_reasons(&signals, rt.as_ref(), dept.as_ref(), &dispatch_rules, &departments, direct_dispatch.as_ref());
+        // The causes that hold the ticket (see `TicketResult::needs_review`).
+        let mut review_reasons = Vec::new();
+        if signals.escalate {
+            let kinds: Vec<&str> = signals.flags.iter().map(|f| f.kind.label()).collect();
+            review_reasons.push(format!("弱信号 raised ({}): a person handles it", kinds.join(", ")));
+        }
+        match (rt.as_ref(), &self.classifiers.request_type) {
+            (Some(p), Some(m)) => review_reasons.extend(below_precision_point(p, m, "诉求类型")),
+            _ => review_reasons.push("诉求类型: no classifier is trained".into()),
+        }
+        review_reasons.extend(dispatch_reasons);
         let needs_review = !review_reasons.is_empty();
         Ok(TicketResult {
             masked_text: masked.text,
@@ -372,7 +365,7 @@ mod tests {
     }
 
     /// A head on two topics; `ambiguous` adds rows of one text labelled both ways, so its held-out
-    /// precision stays below 0.95 unless it holds back its unsure predictions.
+    /// precision stays below `TICKET_FIELD_PRECISION` unless it holds back its unsure predictions.
     fn toy_head(name: &str, labels: [(&str, [&str; 3]); 2], ambiguous: bool) -> ClassifierModel {
         let mut ex = Vec::new();
         if ambiguous {

@@ -41,7 +41,7 @@ impl Dense {
 }
 
 /// The word-embedding table as int8 with one f32 scale per `EMBED_BLOCK` values of a row.
-pub struct QuantizedTable {
+struct QuantizedTable {
     dim: usize,
     /// Values per scale: `EMBED_BLOCK`, or the whole row when the width is not a multiple of it.
     block: usize,
@@ -141,17 +141,20 @@ impl Int8Bert {
     /// mapped file when it is stored as f32 (no f32 copy of its vocab × hidden values is made).
     pub fn load_file(weights: &std::path::Path, config: &Config, device: &Device) -> Result<Self> {
         // Safety: the file is memory-mapped read-only; pulled model folders are never modified in place.
-        let raw = unsafe { candle_core::safetensors::MmapedSafetensors::new(weights)? };
-        let vb = VarBuilder::from_backend(Box::new(unsafe { candle_core::safetensors::MmapedSafetensors::new(weights)? }), DType::F32, device.clone());
-        let prefix = if vb.contains_tensor("embeddings.word_embeddings.weight") { "" } else { "bert." };
-        let h = config.hidden_size;
-        let view = raw.get(&format!("{prefix}embeddings.word_embeddings.weight"))?;
-        let words = (view.dtype() == safetensors::Dtype::F32 && view.shape() == [config.vocab_size, h]).then(|| QuantizedTable::from_f32_le(h, view.data()));
+        let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(weights)? };
+        let prefix = if file.get("embeddings.word_embeddings.weight").is_ok() { "" } else { "bert." };
+        let words = {
+            let view = file.get(&format!("{prefix}embeddings.word_embeddings.weight"))?;
+            (view.dtype() == safetensors::Dtype::F32 && view.shape() == [config.vocab_size, config.hidden_size])
+                .then(|| QuantizedTable::from_f32_le(config.hidden_size, view.data()))
+        };
+        let vb = VarBuilder::from_backend(Box::new(file), DType::F32, device.clone());
+        let vb = if prefix.is_empty() { vb } else { vb.pp("bert") };
         Self::load(vb, config, words)
     }
 
-    pub fn load(vb: VarBuilder, config: &Config, words: Option<QuantizedTable>) -> Result<Self> {
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
+    /// `vb` at the model's root; `words` the table already quantized (else read through `vb`).
+    fn load(vb: VarBuilder, config: &Config, words: Option<QuantizedTable>) -> Result<Self> {
         let h = config.hidden_size;
         let e = vb.pp("embeddings");
         let words = match words {

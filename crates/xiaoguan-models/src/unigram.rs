@@ -51,19 +51,17 @@ impl CompactUnigram {
         starts.push(u32::try_from(blob.len()).map_err(|_| "the vocabulary is over 4 GB".to_string())?);
         let scores: Vec<f64> = vocab.iter().map(|(_, s)| *s).collect();
         let min_score = scores.iter().copied().fold(f64::INFINITY, f64::min);
-        let mut model = Self { blob, starts, scores, sorted: (0..vocab.len() as u32).collect(), unk_id: unk_id as u32, min_score };
-        // Stable sort, then keep the last of each spelling.
-        let mut sorted = std::mem::take(&mut model.sorted);
-        sorted.sort_by(|&a, &b| model.piece(a).as_bytes().cmp(model.piece(b).as_bytes()));
-        let mut dedup: Vec<u32> = Vec::with_capacity(sorted.len());
+        // Stable sort by spelling, then keep the last id of each spelling.
+        let mut sorted: Vec<u32> = (0..vocab.len() as u32).collect();
+        sorted.sort_by(|&a, &b| vocab[a as usize].0.cmp(&vocab[b as usize].0));
+        let mut kept: Vec<u32> = Vec::with_capacity(sorted.len());
         for id in sorted {
-            match dedup.last_mut() {
-                Some(last) if model.piece(*last) == model.piece(id) => *last = id,
-                _ => dedup.push(id),
+            match kept.last_mut() {
+                Some(last) if vocab[*last as usize].0 == vocab[id as usize].0 => *last = id,
+                _ => kept.push(id),
             }
         }
-        model.sorted = dedup;
-        Ok(model)
+        Ok(Self { blob, starts, scores, sorted: kept, unk_id: unk_id as u32, min_score })
     }
 
     fn piece(&self, id: u32) -> &str {
@@ -160,11 +158,6 @@ impl CompactUnigram {
         }
         spans.reverse();
         spans
-    }
-
-    /// Bytes held by the vocabulary (a test's measure of compactness).
-    pub fn heap_bytes(&self) -> usize {
-        self.blob.len() + self.starts.len() * 4 + self.scores.len() * 8 + self.sorted.len() * 4
     }
 }
 
